@@ -1,0 +1,1 @@
+"""metalearn.algorithms."""
