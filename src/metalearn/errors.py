@@ -13,6 +13,8 @@ __all__ = [
     "EpisodeSpecError",
     "ConfigError",
     "CheckpointError",
+    "TrainingDivergedError",
+    "TaskSpecError",
 ]
 
 
@@ -42,3 +44,11 @@ class ConfigError(MetalearnError, ValueError):
 
 class CheckpointError(MetalearnError, ValueError):
     """A checkpoint cannot be read or does not match what it is loaded into."""
+
+
+class TaskSpecError(MetalearnError, ValueError):
+    """A reinforcement-learning task (goal, velocity, direction) is malformed or missing."""
+
+
+class TrainingDivergedError(MetalearnError, FloatingPointError):
+    """The meta-training loss became NaN or infinite. The message names the step."""

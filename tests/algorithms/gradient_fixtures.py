@@ -1,0 +1,73 @@
+"""Tiny models and meta-batches shared by the gradient-based learner tests (float64).
+
+Imported by name (``from gradient_fixtures import ...``), like ``tests/training/training_fixtures.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metalearn.episode import Episode
+from metalearn.nn.backbones import MLP, Conv4
+
+
+class Scalar(nn.Module):
+    """f(w) = w * x with one parameter, the model of the hand-computed examples."""
+
+    def __init__(self, w: float = 1.5) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w, dtype=torch.float64))
+
+    def forward(self, x):
+        return self.w * x
+
+
+def hand_episode() -> Episode:
+    """Support (x=2, y=1), query (x=3, y=2): the STYLE.md hand example, loss (w x - y)^2."""
+
+    def t(v):
+        return torch.tensor([[v]], dtype=torch.float64)
+
+    return Episode(t(2.0), t(1.0), t(3.0), t(2.0), None)
+
+
+def tiny_conv(n_way: int = 3) -> nn.Module:
+    """Conv4 with TaskBatchNorm at 16x16 (16 -> 8 -> 4 -> 2 -> 1), 4 channels, float64."""
+    return Conv4(1, out_features=n_way, hidden_channels=4, image_size=16).double()
+
+
+def tiny_mlp(n_way: int = 3) -> nn.Module:
+    return MLP(4, n_way, hidden_sizes=(8, 8)).double()
+
+
+def classification_batch(
+    n_tasks: int = 3, n_way: int = 3, n_shot: int = 2, n_query: int = 2, x_shape=(4,)
+) -> Episode:
+    """Random stacked episodes with labels 0..n_way-1 (float64 inputs)."""
+    support_y = torch.arange(n_way).repeat_interleave(n_shot).expand(n_tasks, -1)
+    query_y = torch.arange(n_way).repeat_interleave(n_query).expand(n_tasks, -1)
+    return Episode(
+        torch.randn(n_tasks, n_way * n_shot, *x_shape, dtype=torch.float64),
+        support_y.contiguous(),
+        torch.randn(n_tasks, n_way * n_query, *x_shape, dtype=torch.float64),
+        query_y.contiguous(),
+        n_way,
+    )
+
+
+def regression_batch(n_tasks: int = 3, n_shot: int = 4, n_query: int = 5) -> Episode:
+    """Random stacked regression episodes: x ``(n, 1)``, y ``(n, 1)`` (float64)."""
+
+    def r(n):
+        return torch.randn(n_tasks, n, 1, dtype=torch.float64)
+
+    return Episode(r(n_shot), r(n_shot), r(n_query), r(n_query), None)
+
+
+def meta_grads(learner, batch, *, vectorize):
+    """Return the meta-loss, its metrics and the meta-gradient of every learner parameter."""
+    loss, metrics = learner.meta_loss(batch, vectorize=vectorize)
+    names = [name for name, p in learner.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [dict(learner.named_parameters())[n] for n in names])
+    return loss, metrics, dict(zip(names, grads, strict=True))

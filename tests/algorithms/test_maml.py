@@ -1,0 +1,184 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from gradient_fixtures import (
+    Scalar,
+    classification_batch,
+    hand_episode,
+    meta_grads,
+    regression_batch,
+    tiny_conv,
+    tiny_mlp,
+)
+from torch.func import functional_call
+from torch.testing import assert_close
+
+from metalearn.algorithms.maml import MAML
+from metalearn.nn.backbones import MLP
+
+# --- hand computations (STYLE.md): w=1.5, support (2, 1), query (3, 2), alpha=0.1 -------------
+# g_s = 2 x_s (w x_s - y_s) = 8, w1 = w - alpha g_s = 0.7, L_q = (0.7*3 - 2)^2 = 0.01,
+# dL/dw = 2 x_q (w1 x_q - y_q) (1 - 2 alpha x_s^2) = 0.6 * 0.2 = 0.12; FOMAML drops the factor.
+
+
+@pytest.mark.parametrize(("first_order", "expected"), [(False, 0.12), (True, 0.6)])
+def test_meta_gradient_on_the_one_parameter_model_equals_the_hand_value(first_order, expected):
+    learner = MAML(Scalar(1.5), inner_lr=0.1, first_order=first_order)
+    loss, _ = learner.meta_loss(hand_episode())
+    loss.backward()
+    assert_close(loss, torch.tensor(0.01, dtype=torch.float64))
+    assert_close(learner.model.w.grad, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_adapt_takes_the_hand_computed_inner_step():
+    episode = hand_episode()
+    fast_params = MAML(Scalar(1.5), inner_lr=0.1).adapt(episode.support_x, episode.support_y, None)
+    assert_close(fast_params["w"], torch.tensor(0.7, dtype=torch.float64))
+
+
+def test_second_order_meta_loss_passes_gradcheck():
+    learner = MAML(MLP(1, 1, hidden_sizes=(3,)).double(), inner_lr=0.3, inner_steps=2)
+    batch = regression_batch(n_tasks=2, n_shot=3, n_query=3)
+    names = [name for name, _ in learner.model.named_parameters()]
+    shapes = [p.shape for _, p in learner.model.named_parameters()]
+    flat = torch.cat([p.detach().flatten() for p in learner.model.parameters()])
+
+    def meta_loss(theta):
+        chunks = theta.split([s.numel() for s in shapes])
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+        losses = []
+        for episode in batch.unbind():
+
+            def support_loss(p, episode=episode):
+                out = functional_call(learner.model, p, (episode.support_x,))
+                return F.mse_loss(out, episode.support_y)
+
+            fast = params
+            for _ in range(learner.inner_steps):
+                grads = torch.func.grad(support_loss)(fast)
+                fast = {n: fast[n] - learner.inner_lr * grads[n] for n in names}
+            out = functional_call(learner.model, fast, (episode.query_x,))
+            losses.append(F.mse_loss(out, episode.query_y))
+        return torch.stack(losses).mean()
+
+    # the meta-loss of the learner is the function being checked
+    assert_close(meta_loss(flat), learner.meta_loss(batch)[0])
+    assert torch.autograd.gradcheck(meta_loss, (flat.requires_grad_(),))
+
+
+@pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
+@pytest.mark.parametrize("inner_steps", [1, 5])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(model_fn, inner_steps, first_order):
+    learner = MAML(model_fn(), inner_lr=0.1, inner_steps=inner_steps, first_order=first_order)
+    x_shape = (1, 16, 16) if model_fn is tiny_conv else (4,)
+    batch = classification_batch(x_shape=x_shape)
+    loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
+    loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)
+    assert_close(loss_v, loss_l)
+    assert_close(metrics_v, metrics_l)
+    assert_close(grads_v, grads_l)
+
+
+def test_vmap_path_equals_loop_path_on_regression():
+    learner = MAML(MLP(1, 1, hidden_sizes=(8, 8)).double(), inner_lr=0.05, inner_steps=5)
+    batch = regression_batch()
+    loss_v, _, grads_v = meta_grads(learner, batch, vectorize=True)
+    loss_l, _, grads_l = meta_grads(learner, batch, vectorize=False)
+    assert_close(loss_v, loss_l)
+    assert_close(grads_v, grads_l)
+
+
+def _naive_mlp(weights, x):
+    """The two-hidden-layer MLP written on explicit tensors ``[W1, b1, W2, b2, W3, b3]``."""
+    h = torch.relu(x @ weights[0].T + weights[1])
+    h = torch.relu(h @ weights[2].T + weights[3])
+    return h @ weights[4].T + weights[5]
+
+
+def _naive_maml_grads(weights, batch, inner_lr, inner_steps, first_order):
+    """MAML with torch.autograd.grad(create_graph=True), one task at a time."""
+    weights = [w.detach().requires_grad_() for w in weights]
+    total = 0
+    for sx, sy, qx, qy in zip(*batch[:4], strict=True):
+        fast = weights
+        for _ in range(inner_steps):
+            support_loss = F.cross_entropy(_naive_mlp(fast, sx), sy)
+            grads = torch.autograd.grad(support_loss, fast, create_graph=not first_order)
+            fast = [w - inner_lr * g for w, g in zip(fast, grads, strict=True)]
+        total = total + F.cross_entropy(_naive_mlp(fast, qx), qy)
+    loss = total / len(batch.support_x)
+    return loss, torch.autograd.grad(loss, weights)
+
+
+@pytest.mark.parametrize("inner_steps", [1, 3])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_meta_gradient_equals_a_naive_autograd_implementation(inner_steps, first_order):
+    model = tiny_mlp()
+    learner = MAML(model, inner_lr=0.5, inner_steps=inner_steps, first_order=first_order)
+    batch = classification_batch()
+    loss, _, grads = meta_grads(learner, batch, vectorize=True)
+    expected_loss, expected_grads = _naive_maml_grads(
+        list(model.parameters()), batch, 0.5, inner_steps, first_order
+    )
+    assert_close(loss, expected_loss)
+    assert_close(list(grads.values()), list(expected_grads))
+
+
+def test_first_order_meta_gradient_equals_query_gradient_at_detached_fast_params():
+    learner = MAML(tiny_conv(), inner_lr=0.2, inner_steps=3, first_order=True)
+    episode = classification_batch(n_tasks=1, x_shape=(1, 16, 16)).unbind()[0]
+    _, _, grads = meta_grads(learner, episode, vectorize=False)
+    fast_params = learner.adapt(episode.support_x, episode.support_y, episode.n_way)
+    fast_params = {n: p.detach().requires_grad_() for n, p in fast_params.items()}
+    query_loss = F.cross_entropy(learner.predict(fast_params, episode.query_x), episode.query_y)
+    expected = torch.autograd.grad(query_loss, list(fast_params.values()))
+    assert_close(list(grads.values()), list(expected))
+
+
+def test_eval_inner_steps_is_read_at_every_call_in_evaluation_mode():
+    learner = MAML(tiny_mlp(), inner_lr=0.5, inner_steps=1, eval_inner_steps=3)
+    episode = classification_batch(n_tasks=1).unbind()[0]
+    args = (episode.support_x, episode.support_y, episode.n_way)
+    one_step = learner.adapt(*args)
+    learner.eval()
+    learner.eval_inner_steps = 0
+    assert_close(learner.adapt(*args), learner.meta_params())
+    learner.eval_inner_steps = 1
+    assert_close(learner.adapt(*args), one_step)
+    learner.eval_inner_steps = 2
+    two_steps = learner.adapt(*args)
+    learner.train()
+    learner.inner_steps = 2
+    assert_close(learner.adapt(*args), two_steps)
+    assert not torch.allclose(two_steps["head.weight"], one_step["head.weight"])
+
+
+def test_adapt_still_adapts_under_no_grad():
+    # meta_test wraps evaluation in no_grad; torch.func.grad opens its own autograd level
+    learner = MAML(tiny_conv(), inner_lr=0.5, inner_steps=2).eval()
+    episode = classification_batch(n_tasks=1, x_shape=(1, 16, 16)).unbind()[0]
+    args = (episode.support_x, episode.support_y, episode.n_way)
+    expected = learner.adapt(*args)
+    with torch.no_grad():
+        fast_params = learner.adapt(*args)
+    assert_close(fast_params, expected)
+    assert not any(p.requires_grad for p in fast_params.values())
+    assert not torch.allclose(fast_params["head.bias"], learner.model.head.bias)
+
+
+def test_metrics_report_accuracy_for_classification_and_mse_for_regression():
+    _, metrics = MAML(tiny_mlp()).meta_loss(classification_batch())
+    assert set(metrics) == {"loss", "accuracy"}
+    _, metrics = MAML(MLP().double()).meta_loss(regression_batch())
+    assert set(metrics) == {"loss", "mse"}
+
+
+def test_adapted_names_that_match_no_parameter_raise_naming_the_valid_ones():
+    with pytest.raises(ValueError, match=r"adapted='classifier'.*head\.weight"):
+        MAML(tiny_mlp(), adapted=("classifier",))
+
+
+def test_adapted_names_select_whole_submodules_by_prefix():
+    learner = MAML(tiny_mlp(), adapted=("body.0", "head.bias"))
+    assert learner.adapted_names == ("body.0.weight", "body.0.bias", "head.bias")
