@@ -128,23 +128,32 @@ def main(argv: list[str] | None = None) -> None:
         w = Workload(**json.loads(args.child[1]))
         print(json.dumps(measure(args.child[0], w, args.iterations, args.threads)))
         return
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} threads, median of {args.repeats} runs x {args.iterations} iterations\n")
-    print("| implementation | queries/class | inner steps | order | s/iteration | tasks/s "
-          "| peak RSS (GB) | RSS increase (GB) |")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{args.threads} threads, median of {args.repeats} runs x {args.iterations} iterations\n"
+    )
+    print(
+        "| implementation | queries/class | inner steps | order | s/iteration | tasks/s "
+        "| peak RSS (GB) | RSS increase (GB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n_query in args.queries:
         for steps in args.steps:
             for order in args.order:
                 w = Workload(n_query=n_query, inner_steps=steps, first_order=order == "first")
                 for impl in args.impl:
-                    runs = [run_isolated(impl, w, args.iterations, args.threads)
-                            for _ in range(args.repeats)]
+                    runs = [
+                        run_isolated(impl, w, args.iterations, args.threads)
+                        for _ in range(args.repeats)
+                    ]
                     s = statistics.median(r["seconds"] for r in runs)
                     peak = statistics.median(r["peak_gb"] for r in runs)
                     delta = statistics.median(r["delta_gb"] for r in runs)
-                    print(f"| {impl} | {n_query} | {steps} | {order} | {s:.3f} "
-                          f"| {w.meta_batch_size / s:.1f} | {peak:.2f} | {delta:.2f} |", flush=True)
+                    print(
+                        f"| {impl} | {n_query} | {steps} | {order} | {s:.3f} "
+                        f"| {w.meta_batch_size / s:.1f} | {peak:.2f} | {delta:.2f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

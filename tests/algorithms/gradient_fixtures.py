@@ -1,6 +1,7 @@
 """Tiny models and meta-batches shared by the gradient-based learner tests (float64).
 
-Imported by name (``from gradient_fixtures import ...``), like ``tests/training/training_fixtures.py``.
+Imported by name (``from gradient_fixtures import ...``), as tests/training does with
+``training_fixtures``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 import pytest
 import torch
 from torch import nn
+from torch.func import vmap
 from torch.testing import assert_close
 
 from metalearn.algorithms.siamese import SiameseNet, sample_pairs
-from metalearn.episode import Episode
+from metalearn.episode import BATCH_DIMS, Episode
 from metalearn.errors import ConfigError, EpisodeSpecError
 from metalearn.nn.backbones import Conv4
 
@@ -93,6 +94,17 @@ def test_prediction_is_the_class_of_the_most_similar_support_example():
     assert_close(logits, torch.tensor([[-1.0, -3.0], [-3.0, -1.0]]), check_dtype=False)
 
 
+def test_adapt_and_predict_work_under_vmap_for_vectorised_evaluation():
+    learner = SiameseNet(nn.Linear(4, 3), embedding_dim=3).double()
+    batch = random_batch()
+
+    def logits(episode):
+        return learner.predict(learner.adapt(*episode[:2], episode.n_way), episode.query_x)
+
+    expected = torch.stack([logits(episode) for episode in batch.unbind()])
+    assert_close(vmap(logits, in_dims=(BATCH_DIMS,))(batch), expected)
+
+
 def test_the_episode_loss_is_binary_cross_entropy_over_the_sampled_pairs():
     learner = SiameseNet(nn.Identity(), embedding_dim=4).double()
     episode = random_batch().unbind()[0]
@@ -149,6 +161,6 @@ def test_siamese_net_learns_5_way_1_shot_gaussian_classes():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    # measured (seeds 0-2): 0.25 -> 0.827-0.878; chance 0.2
+    # measured: 0.257 -> 0.865 (seeds 0-2 of the init: 0.827-0.880) in about 2 s; chance is 0.2
     assert before < 0.35
     assert test_accuracy() >= 0.77

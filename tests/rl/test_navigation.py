@@ -53,7 +53,8 @@ def test_registered_env_truncates_after_100_steps():
     env.reset(seed=0)
     for _ in range(99):
         *_, terminated, truncated, _ = env.step(np.zeros(2, dtype=np.float32))
-        assert not (terminated or truncated)
+        assert not terminated
+        assert not truncated
     *_, truncated, _ = env.step(np.zeros(2, dtype=np.float32))
     assert truncated
     assert env.spec.max_episode_steps == 100

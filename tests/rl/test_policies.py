@@ -1,4 +1,4 @@
-"""Gaussian MLP policy: shapes, functional_call, log-probabilities and KL against torch.distributions."""
+"""Gaussian MLP policy: shapes, functional_call, log-probabilities and KL vs torch.distributions."""
 
 import torch
 from torch.distributions import Independent, Normal, kl_divergence

@@ -49,7 +49,8 @@ def test_masks_drop_to_zero_after_an_agent_reaches_its_goal(sampler):
     # positions 0.05, 0.10, 0.15: the third step reaches the goal and ends the episode
     assert_close(traj.masks[0, :, 0], torch.tensor([1.0] * 3 + [0.0] * 97))
     assert (traj.rewards[0, 3:] == 0).all()
-    assert_close(traj.episode_returns()[0], -torch.tensor([0.1, 0.05, 0.0]).mul(2**0.5).sum())
+    expected_return = -torch.tensor([0.1, 0.05, 0.0]).mul(2**0.5).sum()
+    assert_close(traj.episode_returns()[0], expected_return.expand(4))
 
 
 def test_per_task_params_drive_each_task_with_its_own_policy(sampler):

@@ -9,12 +9,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.algorithms.base import Learner, require_n_way
-from metalearn.episode import Episode
 from metalearn.errors import ConfigError
 from metalearn.nn.functional import cosine_similarity, embed, embedding_size
-from metalearn.types import Metrics
 
-__all__ = ["MatchingNet", "MatchingState", "SupportContext", "QueryContext", "matching_attention"]
+__all__ = [
+    "MatchingNet",
+    "MatchingState",
+    "SupportContext",
+    "QueryContext",
+    "matching_attention",
+    "lstm_step",
+]
 
 
 class MatchingState(NamedTuple):
@@ -43,6 +48,19 @@ def matching_attention(queries: Tensor, support: Tensor, scale: float = 1.0) -> 
     return torch.softmax(scale * cosine_similarity(queries, support), dim=-1)
 
 
+def lstm_step(cell: nn.LSTMCell, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``(h, c)`` after one step of ``cell`` on inputs ``x`` ``(..., d_in)``.
+
+    Written with elementary operations on the cell's parameters (gate order i, f, g, o, as in
+    PyTorch) because ``aten::lstm`` and ``aten::lstm_cell`` have no ``vmap`` batching rule.
+    Any leading dims are allowed.
+    """
+    gates = F.linear(x, cell.weight_ih, cell.bias_ih) + F.linear(h, cell.weight_hh, cell.bias_hh)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 class SupportContext(nn.Module):
     """Full Context Embedding of the support set: ``g(x_i, S) = h_fwd_i + h_bwd_i + g'(x_i)``.
 
@@ -55,14 +73,25 @@ class SupportContext(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(dim, dim, bidirectional=True, batch_first=True)
+        self.forward_cell = nn.LSTMCell(dim, dim)
+        self.backward_cell = nn.LSTMCell(dim, dim)
 
     def forward(self, support: Tensor) -> Tensor:
         """Map ``(..., n_support, d)`` to context embeddings of the same shape."""
-        sequences = support.reshape(-1, *support.shape[-2:])  # one sequence per task
-        outputs, _ = self.lstm(sequences)
-        forward, backward = outputs.chunk(2, dim=-1)
-        return (sequences + forward + backward).reshape(support.shape)
+        steps = support.unbind(-2)
+        forward = self._read(self.forward_cell, steps)
+        backward = self._read(self.backward_cell, steps[::-1]).flip(-2)
+        return support + forward + backward
+
+    @staticmethod
+    def _read(cell: nn.LSTMCell, steps: tuple[Tensor, ...]) -> Tensor:
+        """Run ``cell`` over ``steps`` (each ``(..., d)``) from a zero state: ``(..., n, d)``."""
+        h = c = torch.zeros_like(steps[0])
+        outputs = []
+        for x in steps:
+            h, c = lstm_step(cell, x, h, c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=-2)
 
 
 class QueryContext(nn.Module):
@@ -88,12 +117,11 @@ class QueryContext(nn.Module):
 
         The leading dims of ``queries`` and ``support`` must be equal.
         """
-        inputs = queries.reshape(-1, queries.shape[-1])  # the LSTM cell takes (batch, d)
-        h, c = queries, torch.zeros_like(inputs)
+        h, c = queries, torch.zeros_like(queries)
         for _ in range(self.steps):
             readout = torch.softmax(h @ support.transpose(-1, -2), dim=-1) @ support
-            h_hat, c = self.cell(inputs, ((h + readout).reshape(inputs.shape), c))
-            h = h_hat.reshape(queries.shape) + queries
+            h_hat, c = lstm_step(self.cell, queries, h + readout, c)
+            h = h_hat + queries
         return h
 
 
@@ -123,7 +151,7 @@ class MatchingNet(Learner[MatchingState]):
         Shot Learning." NeurIPS 2016.
     """
 
-    vectorize = False  # measured: see meta_loss
+    vectorize = False  # a loop over tasks was as fast or faster than vmap with conv encoders on CPU
 
     def __init__(
         self,
@@ -162,19 +190,3 @@ class MatchingNet(Learner[MatchingState]):
             queries = self.query_context(queries, support)
         probs = matching_attention(queries, support, self.scale) @ state.support_one_hot
         return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()  # a class may get 0 mass
-
-    def meta_loss(self, batch: Episode, *, vectorize: bool | None = None) -> tuple[Tensor, Metrics]:
-        """Return the mean query loss and metrics over a stacked meta-batch.
-
-        ``vectorize=True`` runs every task at once: the encoder is ``vmap``-ped over tasks
-        (one kernel per layer) and the LSTMs take the tasks as their batch. ``False`` loops
-        over tasks; it is the default because it was as fast or faster with a conv encoder on
-        CPU, while the batched path wins with small MLP encoders.
-        """
-        if not batch.is_batched or not (self.vectorize if vectorize is None else vectorize):
-            return super().meta_loss(batch, vectorize=False)
-        logits = self.predict(
-            self.adapt(batch.support_x, batch.support_y, batch.n_way), batch.query_x
-        )
-        loss = F.cross_entropy(logits.flatten(0, -2), batch.query_y.flatten())
-        return loss, self.metrics(logits, batch.query_y, loss, batch.n_way)

@@ -12,43 +12,35 @@ from metalearn.nn.functional import class_means, cosine_similarity, embed, squar
 
 __all__ = ["ProtoNet"]
 
+Distance = Literal["euclidean", "cosine"]
+
 
 class ProtoNet(Learner[Tensor]):
-    r"""Prototypical Networks.
+    r"""Prototypical Networks: queries are scored by their distance to class-mean prototypes.
 
-    Embeds the support set, averages each class into a prototype and scores every query by
-    its negative squared Euclidean distance to each prototype. Training with more ways than
-    testing (60-way episodes for Omniglot, as in the paper) only needs a sampler with a larger
-    ``n_way``.
+    Training on more ways than testing (60-way Omniglot, as in the paper) is a sampler setting.
 
-    .. math:: c_k = \frac{1}{|S_k|} \sum_{x \in S_k} f(x), \qquad
-              \mathrm{logit}_k(q) = -s \, \lVert f(q) - c_k \rVert^2
+    .. math:: \mathrm{logit}_k(q) = -s \lVert f(q) - c_k \rVert^2, \ c_k = \mathrm{mean}_{S_k} f(x)
 
     Args:
-        encoder: maps inputs ``(n, *x_shape)`` to embeddings ``(n, d)`` (or to features that
-            are flattened).
-        distance: ``"euclidean"`` (the paper) or ``"cosine"`` (logits ``s * cos(f(q), c_k)``).
-        scale: the logit scale ``s``; ``None`` gives 1 for Euclidean and 10 for cosine, since
-            cosines in ``[-1, 1]`` alone give a nearly uniform softmax.
+        encoder: maps inputs ``(n, *x_shape)`` to embeddings ``(n, d)`` (features are flattened).
+        distance: ``"euclidean"`` (the paper) or ``"cosine"``.
+        scale: ``s``; by default 1 for Euclidean and 10 for cosine (cosines in ``[-1, 1]``
+            alone give a nearly uniform softmax).
 
     References:
         Snell, Swersky and Zemel. "Prototypical Networks for Few-shot Learning." NeurIPS 2017.
     """
 
-    vectorize = False  # a loop over tasks was as fast or faster than vmap with conv encoders on CPU
+    vectorize = False  # measured: a loop over tasks beat vmap with conv encoders on CPU
 
     def __init__(
-        self,
-        encoder: nn.Module,
-        *,
-        distance: Literal["euclidean", "cosine"] = "euclidean",
-        scale: float | None = None,
+        self, encoder: nn.Module, *, distance: Distance = "euclidean", scale: float | None = None
     ) -> None:
         super().__init__()
         if distance not in ("euclidean", "cosine"):
             raise ConfigError(f"distance={distance!r} is not one of 'euclidean', 'cosine'")
-        self.encoder = encoder
-        self.distance = distance
+        self.encoder, self.distance = encoder, distance
         self.scale = (1.0 if distance == "euclidean" else 10.0) if scale is None else scale
 
     def adapt(self, support_x: Tensor, support_y: Tensor, n_way: int | None) -> Tensor:

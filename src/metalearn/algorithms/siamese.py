@@ -65,7 +65,7 @@ def sample_pairs(labels: Tensor, generator: torch.Generator | None = None) -> Pa
         torch.cat([same_candidates, other_candidates]).to(torch.float), 1, generator=generator
     ).squeeze(1)
     anchors = torch.arange(n, device=labels.device).repeat(2)
-    same = torch.cat([torch.ones(n), torch.zeros(n)]).to(labels.device)
+    same = (torch.arange(2 * n, device=labels.device) < n).to(torch.float)
     return Pairs(anchors, partners, same)
 
 

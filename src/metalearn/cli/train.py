@@ -19,6 +19,7 @@ from metalearn.config import RunConfig, to_dict
 from metalearn.training import METRICS_FILE, meta_test, meta_train, plot_curves
 from metalearn.training.evaluation import EvalResult
 from metalearn.utils.io import atomic_write_text
+from metalearn.utils.seeding import seed_everything
 
 __all__ = ["add_parser", "run", "train_and_test"]
 
@@ -55,6 +56,7 @@ def train_and_test(
     """Meta-train ``config`` into ``run_dir``; then meta-test the best learner (``test.json``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(config, run_dir)
+    seed_everything(config.train.seed)  # the same config gives the same initial weights
     learner = build_learner(config)
     train_tasks = build_tasks(config, "train")
     validate = _validator(config, learner)

@@ -19,6 +19,7 @@ Every parameter is a plain ``nn.Parameter`` and there are no buffers, so the mod
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -64,6 +65,7 @@ class TaskBatchNorm(nn.Module):
         return y * self.weight.view(shape) + self.bias.view(shape)
 
     def extra_repr(self) -> str:
+        """Return the constructor arguments shown by ``repr``."""
         return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
 
 
@@ -125,7 +127,7 @@ class Conv4(nn.Module):
         self.features = nn.Sequential(
             *(
                 _conv_block(c_in, c_out, strided=strided)
-                for c_in, c_out in zip(channels, channels[1:])
+                for c_in, c_out in itertools.pairwise(channels)
             )
         )
         self.strided = strided
@@ -166,7 +168,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for size_in, size_out in zip([in_features, *hidden_sizes], hidden_sizes):
+        for size_in, size_out in itertools.pairwise([in_features, *hidden_sizes]):
             layers += [nn.Linear(size_in, size_out), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(hidden_sizes[-1] if hidden_sizes else in_features, out_features)

@@ -140,6 +140,8 @@ def embed(encoder: nn.Module, x: Tensor, batch_dims: int = 0) -> Tensor:
     shared, so each convolution still runs as one kernel over every image of the meta-batch,
     while batch statistics (BatchNorm without running statistics) stay per set, exactly as in
     a loop over the sets. A reshape to ``(n_sets * n, ...)`` would mix them across sets.
+    BatchNorm that updates running statistics cannot run under ``vmap`` in training mode
+    (PyTorch raises); such encoders need ``batch_dims=0`` (a learner's loop path).
 
     Args:
         encoder: maps ``(n, *x_shape)`` to ``(n, d)`` or ``(n, *feature_shape)``.

@@ -3,8 +3,7 @@
 Each step adapts with vanilla policy gradient on fresh rollouts of the current fast policy
 (``inner_lr``; the linear baseline refit each time). The results of several policies (the
 meta-learned one, one pretrained on all tasks, a random initialisation) go into a Markdown
-table and a PNG plot; matplotlib is imported inside :func:`plot_adaptation` with the Agg
-backend.
+table and a PNG plot; matplotlib is imported inside :func:`plot_adaptation` only.
 """
 
 from __future__ import annotations
@@ -83,24 +82,19 @@ def format_adaptation_table(results: Mapping[str, Tensor]) -> str:
 def plot_adaptation(
     results: Mapping[str, Tensor], path: str | os.PathLike[str], *, title: str = ""
 ) -> None:
-    """Plot mean return (± 95% CI) against the number of gradient steps into a PNG at ``path``."""
-    import matplotlib
+    """Plot mean return (± 95% CI) against the number of gradient steps into a PNG at ``path``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draws on a ``matplotlib.figure.Figure`` (no pyplot), so the user's backend is untouched.
+    """
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for method, returns in results.items():
         stats = [mean_ci95(returns[:, k]) for k in range(returns.shape[1])]
         steps = list(range(len(stats)))
-        ax.errorbar(
-            steps,
-            [s.mean for s in stats],
-            yerr=[s.ci95 for s in stats],
-            marker="o",
-            capsize=3,
-            label=method,
-        )
+        means, errors = [s.mean for s in stats], [s.ci95 for s in stats]
+        ax.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=method)
     ax.set_xlabel("number of gradient steps")
     ax.set_ylabel("average return")
     ax.set_xticks(list(range(max(r.shape[1] for r in results.values()))))
@@ -108,7 +102,6 @@ def plot_adaptation(
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_adaptation_report(

@@ -318,8 +318,17 @@ class MetaRLLearner(nn.Module):
         return loss, {"loss": loss.detach(), **metrics}
 
     def meta_update(self, tasks: Sequence[Task]) -> Metrics:
-        """Collect rollouts and take one TRPO step on the meta-parameters; return metrics."""
+        """Collect rollouts and take one TRPO step on the meta-parameters; return metrics.
+
+        The metrics: ``loss`` and ``loss_after`` (the surrogate before and after the step),
+        ``kl`` (after it), ``accepted`` and ``backtracks`` (the line search), ``return_pre``
+        and ``return_post`` (mean undiscounted return before and after adaptation).
+        """
         data, metrics = self.collect(tasks)
+        return {**self.trpo_update(data), **metrics}
+
+    def trpo_update(self, data: RolloutData) -> Metrics:
+        """Take one TRPO step on the meta-parameters with collected data; return its metrics."""
         params = self.meta_params()
         result = trpo_step(
             partial(self.surrogate_loss, data=data),
@@ -338,5 +347,4 @@ class MetaRLLearner(nn.Module):
             "kl": result.kl,
             "accepted": torch.tensor(float(result.accepted)),
             "backtracks": torch.tensor(float(result.backtracks)),
-            **metrics,
         }

@@ -55,7 +55,8 @@ class TrajectorySampler:
     Args:
         env_id: a registered id, e.g. ``"metalearn/Navigation2D-v0"``.
         n_trajectories: trajectories per task and rollout (``B``; the MAML paper's 20).
-        env_kwargs: keyword arguments of ``gymnasium.make_vec`` for the environment.
+        env_kwargs: keyword arguments of ``gymnasium.make_vec`` for the environment;
+            ``max_episode_steps`` overrides the registered horizon.
         vectorization_mode: ``None`` (the family's NumPy vector env where it has one, else
             ``"sync"``), ``"sync"``, ``"async"`` or ``"vector_entry_point"``.
     """
@@ -75,10 +76,10 @@ class TrajectorySampler:
         self.env_kwargs = dict(env_kwargs or {})
         self.vectorization_mode = vectorization_mode
         self._envs: dict[int, Any] = {}
-        spec = gymnasium.spec(env_id)
-        if spec.max_episode_steps is None:
-            raise ValueError(f"{env_id} has no max_episode_steps; register it with a horizon")
-        self.horizon: int = spec.max_episode_steps
+        horizon = self.env_kwargs.get("max_episode_steps", gymnasium.spec(env_id).max_episode_steps)
+        if horizon is None:
+            raise ValueError(f"{env_id} has no max_episode_steps; pass one in env_kwargs")
+        self.horizon: int = horizon
         envs = self._vector_env(1)
         self.obs_dim = int(np.prod(envs.single_observation_space.shape))
         self.act_dim = int(np.prod(envs.single_action_space.shape))
@@ -113,25 +114,26 @@ class TrajectorySampler:
             per_task: whether ``params`` holds one set of parameters per task.
 
         Returns:
-            :class:`Trajectories` of shape ``(N, T, B, ...)``, float32.
+            :class:`Trajectories` of shape ``(N, T, B, ...)``, in the parameters' dtype.
         """
         N, B, T = len(tasks), self.n_trajectories, self.horizon
+        dtype = next(iter(params.values())).dtype
         act = _batched_actor(policy, params, N) if per_task else _shared_actor(policy, params)
         envs = self._vector_env(N)
         envs.set_attr("task", [task for task in tasks for _ in range(B)])
         obs, _ = envs.reset(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
-        observations = torch.empty(T, N * B, self.obs_dim)
-        actions = torch.empty(T, N * B, self.act_dim)
-        rewards = torch.empty(T, N * B)
-        masks = torch.empty(T, N * B)
-        alive = torch.ones(N * B)
+        observations = torch.empty(T, N * B, self.obs_dim, dtype=dtype)
+        actions = torch.empty(T, N * B, self.act_dim, dtype=dtype)
+        rewards = torch.empty(T, N * B, dtype=dtype)
+        masks = torch.empty(T, N * B, dtype=dtype)
+        alive = torch.ones(N * B, dtype=dtype)
         for t in range(T):
-            observations[t] = torch.as_tensor(obs, dtype=torch.float32).reshape(N * B, -1)
+            observations[t] = torch.as_tensor(obs, dtype=dtype).reshape(N * B, -1)
             actions[t] = act(observations[t])
             obs, reward, terminated, truncated, _ = envs.step(actions[t].numpy())
             masks[t] = alive
-            rewards[t] = torch.as_tensor(reward, dtype=torch.float32) * alive
-            alive = alive * torch.as_tensor(~(terminated | truncated), dtype=torch.float32)
+            rewards[t] = torch.as_tensor(reward, dtype=dtype) * alive
+            alive = alive * torch.as_tensor(~(terminated | truncated), dtype=dtype)
         return Trajectories(
             observations.reshape(T, N, B, -1).transpose(0, 1),
             actions.reshape(T, N, B, -1).transpose(0, 1),

@@ -104,8 +104,12 @@ def kl_hessian_vector_product(
     ``params`` must require grad. The graph is built once and reused for every product.
     """
     leaves = list(params.values())
-    kl_grad = flat(torch.autograd.grad(kl_fn(params), leaves, create_graph=True))
-    return lambda v: flat(torch.autograd.grad(kl_grad @ v, leaves, retain_graph=True))
+    kl_grad = flat(
+        torch.autograd.grad(kl_fn(params), leaves, create_graph=True, materialize_grads=True)
+    )
+    return lambda v: flat(
+        torch.autograd.grad(kl_grad @ v, leaves, retain_graph=True, materialize_grads=True)
+    )
 
 
 def _natural_step(
@@ -119,7 +123,8 @@ def _natural_step(
     """Return the loss at ``params`` and the full step ``beta * s``, ``s = -F^{-1} g``."""
     leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     loss = loss_fn(leaves)
-    grad = flat(torch.autograd.grad(loss, list(leaves.values())))
+    # a parameter the loss ignores gets a zero gradient rather than an error
+    grad = flat(torch.autograd.grad(loss, list(leaves.values()), materialize_grads=True))
     product = fisher(leaves)
 
     def fisher_vector(v: Tensor) -> Tensor:
