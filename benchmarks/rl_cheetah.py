@@ -1,12 +1,13 @@
 """MAML-TRPO on HalfCheetah velocity or direction (Finn et al. 2017, section 5.3).
 
-The paper meta-trains with 20 trajectories per task, 40 tasks per meta-iteration (the MAML
-code's ``cluster_maml_trpo_cheetah.py``) for hundreds of iterations of 200-step episodes:
-over 300k MuJoCo steps per iteration. The defaults here are a run this 2-core CPU allows
-(10 tasks x 10 trajectories, 30 iterations); say how much shorter it is when reporting.
+The MAML code (``cluster_maml_trpo_cheetah.py``) meta-trains with 20 trajectories per task,
+40 tasks per meta-iteration and 1000 meta-iterations of 200-step episodes: 320k MuJoCo steps
+per iteration, 320M in all. The defaults here (10 tasks x 10 trajectories, 30 iterations) fit
+a few minutes of this 2-core CPU; raise ``--steps`` (and ``--resume``) as time allows, and say
+how much shorter the run is when reporting it.
 
-    python benchmarks/rl_cheetah.py --task velocity --out runs/rl-cheetah-vel
-    python benchmarks/rl_cheetah.py --task direction --out runs/rl-cheetah-dir
+    python benchmarks/rl_cheetah.py --task velocity --steps 200 --eval-tasks 20
+    python benchmarks/rl_cheetah.py --task direction   # output in runs/rl-cheetah-direction
 """
 
 from __future__ import annotations

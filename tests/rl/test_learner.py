@@ -169,8 +169,14 @@ def test_each_inner_step_collects_its_own_batch(sampler, tasks):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"inner_steps": -1}, {"max_kl": 0.0}, {"ls_backtrack_ratio": 1.0}]
+    ("kwargs", "match"),
+    [
+        ({"inner_steps": -1}, "inner_steps >= 0"),
+        ({"max_kl": 0.0}, "max_kl > 0"),
+        ({"ls_backtrack_ratio": 1.0}, "ls_backtrack_ratio < 1"),
+        ({"fisher": "exact"}, "fisher='exact'"),
+    ],
 )
-def test_invalid_settings_raise_config_error(sampler, kwargs):
-    with pytest.raises(ConfigError, match="inner_steps >= 0"):
+def test_invalid_settings_raise_config_error(sampler, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
         _learner(sampler, **kwargs)

@@ -1,5 +1,8 @@
 """2D navigation: dynamics, rewards, clipping, termination and horizon match the MAML spec."""
 
+import subprocess
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -111,3 +114,12 @@ def test_numpy_vector_env_equals_sync_vector_env_of_single_envs():
     assert_array_equal(expected[16], [False, True, True])  # agent 0 restarted at step 3
     for e, a in zip(expected, actual, strict=True):
         assert_allclose(a, e, rtol=1e-6, atol=1e-7)
+
+
+def test_metalearn_rl_imports_without_gymnasium():
+    code = (
+        "import sys; sys.modules['gymnasium'] = None\n"
+        "import metalearn.rl\n"
+        "assert metalearn.rl.discounted_returns and metalearn.rl.MetaRLLearner\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

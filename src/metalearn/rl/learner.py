@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,62 +20,19 @@ from torch.func import vmap
 
 from metalearn.algorithms.inner import gradient_descent
 from metalearn.errors import ConfigError
-from metalearn.rl.baseline import LinearFeatureBaseline
+from metalearn.rl.batches import (
+    PolicyGradientBatch,
+    RolloutData,
+    masked_mean,
+    policy_gradient_batch,
+)
 from metalearn.rl.policies import GaussianMLPPolicy, gaussian_kl, gaussian_log_prob
-from metalearn.rl.returns import discounted_returns, gae
 from metalearn.rl.rollout import Trajectories, TrajectorySampler
 from metalearn.rl.tasks import Task
 from metalearn.rl.trpo import FisherBuilder, flat, trpo_step
 from metalearn.types import Metrics, Params
 
-__all__ = ["MetaRLLearner", "PolicyGradientBatch", "RolloutData"]
-
-
-class PolicyGradientBatch(NamedTuple):
-    """Trajectories ready for a policy-gradient loss: ``(N, T, B, ...)`` or ``(T, B, ...)``.
-
-    Attributes:
-        observations: ``(N, T, B, obs_dim)``.
-        actions: ``(N, T, B, act_dim)``.
-        advantages: ``(N, T, B)``, 0 outside episodes.
-        masks: ``(N, T, B)``, 1 inside episodes.
-    """
-
-    observations: Tensor
-    actions: Tensor
-    advantages: Tensor
-    masks: Tensor
-
-
-class RolloutData(NamedTuple):
-    """A meta-batch's rollouts, stacked over tasks (leading dim ``N``).
-
-    Attributes:
-        supports: one :class:`PolicyGradientBatch` per inner step (the data each step used).
-        query: the post-adaptation batch.
-        old_mean: ``(N, T, B, act_dim)`` the adapted policies' means on ``query``.
-        old_log_std: ``(N, act_dim)`` their log-stds.
-        old_log_probs: ``(N, T, B)`` their log-probabilities of ``query.actions``.
-    """
-
-    supports: list[PolicyGradientBatch]
-    query: PolicyGradientBatch
-    old_mean: Tensor
-    old_log_std: Tensor
-    old_log_probs: Tensor
-
-
-def _masked_mean(x: Tensor, masks: Tensor) -> Tensor:
-    """Mean of ``x`` over the steps inside episodes (all dims)."""
-    return (x * masks).sum() / masks.sum()
-
-
-def _normalize(advantages: Tensor, masks: Tensor) -> Tensor:
-    """Standardise advantages ``(..., T, B)`` per leading index over the steps inside episodes."""
-    count = masks.sum((-2, -1), keepdim=True)
-    mean = (advantages * masks).sum((-2, -1), keepdim=True) / count
-    var = ((advantages - mean) ** 2 * masks).sum((-2, -1), keepdim=True) / count
-    return (advantages - mean) / (var.sqrt() + 1e-8) * masks
+__all__ = ["MetaRLLearner"]
 
 
 class MetaRLLearner(nn.Module):
@@ -135,19 +92,23 @@ class MetaRLLearner(nn.Module):
                 f"need inner_steps >= 0, max_kl > 0 and 0 < ls_backtrack_ratio < 1; got "
                 f"{inner_steps}, {max_kl}, {ls_backtrack_ratio}"
             )
+        if fisher not in ("gauss-newton", "hessian"):
+            raise ConfigError(f"fisher={fisher!r} is not one of 'gauss-newton', 'hessian'")
         self.policy = policy
         self.sampler = sampler
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.normalize_advantages = normalize_advantages
         self.fisher = fisher
-        self.trpo_kwargs = {
-            "max_kl": max_kl,
-            "cg_iters": cg_iters,
-            "cg_damping": cg_damping,
-            "ls_max_steps": ls_max_steps,
-            "ls_backtrack_ratio": ls_backtrack_ratio,
-        }
+        self.max_kl = max_kl
+        self._trpo_step = partial(
+            trpo_step,
+            max_kl=max_kl,
+            cg_iters=cg_iters,
+            cg_damping=cg_damping,
+            ls_max_steps=ls_max_steps,
+            ls_backtrack_ratio=ls_backtrack_ratio,
+        )
 
     def meta_params(self) -> Params:
         """The meta-parameters, by name (the policy's own tensors)."""
@@ -155,18 +116,17 @@ class MetaRLLearner(nn.Module):
 
     def process(self, trajectories: Trajectories) -> PolicyGradientBatch:
         """Fit the linear baseline per task and compute advantages (shapes as the input)."""
-        obs, actions, rewards, masks = trajectories
-        returns = discounted_returns(rewards, masks, self.gamma)
-        values = LinearFeatureBaseline().fit(obs, returns, masks).predict(obs)
-        advantages = gae(rewards, values, masks, self.gamma, self.gae_lambda)
-        if self.normalize_advantages:
-            advantages = _normalize(advantages, masks)
-        return PolicyGradientBatch(obs, actions, advantages, masks)
+        return policy_gradient_batch(
+            trajectories,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            normalize=self.normalize_advantages,
+        )
 
     def inner_loss(self, params: Params, batch: PolicyGradientBatch) -> Tensor:
         """One task's REINFORCE loss ``-mean(log pi(a|s) * A)`` over steps inside episodes."""
         log_probs = self.policy.log_prob(params, batch.observations, batch.actions)
-        return -_masked_mean(log_probs * batch.advantages, batch.masks)
+        return -masked_mean(log_probs * batch.advantages, batch.masks)
 
     def adapt(
         self,
@@ -246,7 +206,7 @@ class MetaRLLearner(nn.Module):
         fast = self.adapt(params, supports)
         log_probs = self.policy.log_prob(fast, query.observations, query.actions)
         ratio = torch.exp(log_probs - old_log_probs)
-        return -_masked_mean(ratio * query.advantages, query.masks)
+        return -masked_mean(ratio * query.advantages, query.masks)
 
     def _task_distribution(
         self, params: Params, supports: list[PolicyGradientBatch], query: PolicyGradientBatch
@@ -262,7 +222,7 @@ class MetaRLLearner(nn.Module):
         old_log_std: Tensor,
     ) -> Tensor:
         mean, log_std = self._task_distribution(params, supports, query)
-        return _masked_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), query.masks)
+        return masked_mean(gaussian_kl(old_mean, old_log_std, mean, log_std), query.masks)
 
     def surrogate_loss(self, params: Params, data: RolloutData) -> Tensor:
         """Minus the importance-weighted advantage of the adapted policies, mean over tasks."""
@@ -330,12 +290,11 @@ class MetaRLLearner(nn.Module):
     def trpo_update(self, data: RolloutData) -> Metrics:
         """Take one TRPO step on the meta-parameters with collected data; return its metrics."""
         params = self.meta_params()
-        result = trpo_step(
+        result = self._trpo_step(
             partial(self.surrogate_loss, data=data),
             partial(self.mean_kl, data=data),
             params,
             fisher=self.gauss_newton_fisher(data) if self.fisher == "gauss-newton" else None,
-            **self.trpo_kwargs,  # type: ignore[arg-type]
         )
         if result.accepted:
             with torch.no_grad():

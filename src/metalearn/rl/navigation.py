@@ -134,9 +134,11 @@ class Navigation2DVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
 
     The same dynamics, rewards, termination, horizon and next-step autoreset as a
     :class:`~gymnasium.vector.SyncVectorEnv` of :class:`Navigation2DEnv` (a test checks this),
-    without the per-environment Python loop. ``gymnasium.make_vec("metalearn/Navigation2D-v0",
-    n)`` builds it; ``vectorization_mode="sync"`` gives the reference instead. Set tasks with
-    ``set_attr("task", tasks)`` (one per agent, or one for all) or ``reset(options={"task": ...})``.
+    without the per-environment Python loop; its ``infos`` are empty. Measured about 15x the
+    sync env's steps per second with 400 agents. ``gymnasium.make_vec(
+    "metalearn/Navigation2D-v0", n)`` builds it; ``vectorization_mode="sync"`` gives the
+    reference instead. Set tasks with ``set_attr("task", tasks)`` (one per agent, or one for
+    all) or ``reset(options={"task": ...})``.
 
     Args:
         num_envs: number of agents.
