@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 METALEARN_DATA ?= ../shared/datasets
 export METALEARN_DATA
+# OpenMP threads that spin while idle slow a shared 2-core machine down many times over.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test lint setup clean
 

@@ -19,9 +19,7 @@ def row(run: Path) -> str:
     shot = ev["n_shot"] or data["n_shot"]
     setting = f"K={shot}" if data["dataset"] == "sinusoid" else f"{way}-way {shot}-shot"
     by_steps = result.get("by_inner_steps", {})
-    sweep = ", ".join(
-        f"{k} steps: {v['mean']:.3f} ± {v['ci95']:.3f}" for k, v in by_steps.items()
-    )
+    sweep = ", ".join(f"{k} steps: {v['mean']:.3f} ± {v['ci95']:.3f}" for k, v in by_steps.items())
     headline = f"{result['mean']:.4f} ± {result['ci95']:.4f}"
     return (
         f"| {run.name} | {setting} | {steps} | {minutes:.1f} min | {result['metric']} | "

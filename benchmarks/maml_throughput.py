@@ -1,26 +1,36 @@
 """MAML meta-training throughput: seconds per meta-iteration, tasks per second, peak memory.
 
-Workloads (issue 3): conv4 (64 channels) on 1x28x28 inputs, meta-batch 32, 5-way 1-shot, with
-1 query per class (the MAML paper's Omniglot setting) or 15 (a heavier one); 1 or 5 inner
-steps; second or first order. One iteration is: meta-loss, backward, Adam step.
+Workloads (issue 3): conv4 (64 channels, max-pool) on 1x28x28 inputs, meta-batch 32, 5-way
+1-shot, with 1 query per class (the MAML paper's Omniglot setting) or 15 (a heavier one); 1 or
+5 inner steps; second or first order. One iteration is: meta-loss, backward, Adam step, on a
+fixed synthetic batch.
 
-Every (implementation, workload) pair runs in a fresh subprocess, so that its peak memory
-(``ru_maxrss``) is its own. A peer implementation (learn2learn, higher, TorchOpt, ...) plugs in
-as a function ``make_step(workload) -> step`` registered in ``IMPLEMENTATIONS``; ``step()``
-runs one meta-iteration on its own synthetic batch. Peers may live in a separate virtual
-environment: run this script with that environment's Python and ``--impl`` naming them.
+CPU s/iteration is the process's CPU time (all threads): on a shared machine it is less
+disturbed by other processes than the wall-clock time. Every (implementation, workload) pair
+runs in a fresh subprocess, so that its peak memory (``ru_maxrss``) is its own.
+
+A peer implementation (learn2learn, higher, TorchOpt, ...) plugs in as a function
+``make_step(workload) -> step``, where ``step()`` runs one meta-iteration on
+``synthetic_batch(workload)`` with the same model. Put such functions in a file that defines
+``IMPLEMENTATIONS = {"learn2learn": make_step, ...}`` and pass it with ``--plugin`` (it may
+import this module for ``Workload``, ``synthetic_batch`` and ``N_WAY``). Peers installed in
+another environment: give ``make_step`` an attribute ``python``, that environment's interpreter,
+which then runs its child processes (``benchmarks/peers.py`` does).
 
 Usage:
     python benchmarks/maml_throughput.py --threads 2 --repeats 3
-    python benchmarks/maml_throughput.py --impl metalearn metalearn-loop --queries 15 --steps 1
+    python benchmarks/maml_throughput.py --impl metalearn metalearn-loop --queries 15
+    python benchmarks/maml_throughput.py --plugin benchmarks/peers.py --impl metalearn higher
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import runpy
 import statistics
 import subprocess
 import sys
@@ -57,18 +67,34 @@ def synthetic_batch(w: Workload, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return support_x, support_y, query_x, query_y
 
 
-def _metalearn(vectorize: bool | None) -> Callable[[Workload], Callable[[], None]]:
+def _metalearn(
+    vectorize: bool | None = None,
+    chunk_size: int | None = None,
+    *,
+    auto_chunks: bool = True,
+    plain_blocks: bool = False,
+) -> Callable[[Workload], Callable[[], None]]:
+    """metalearn's MAML on Conv4; the arguments select a path of ``meta_loss`` or a variant."""
+
     def make_step(w: Workload) -> Callable[[], None]:
+        from torch import nn
+
         from metalearn.algorithms.maml import MAML
         from metalearn.episode import Episode
         from metalearn.nn.backbones import Conv4
 
+        model = Conv4(1, out_features=N_WAY)
+        if plain_blocks:  # the same function in the plain order conv -> BN -> ReLU -> max-pool
+            for i, block in enumerate(model.features):
+                model.features[i] = nn.Sequential(
+                    block.conv, block.norm, nn.ReLU(), nn.MaxPool2d(2)
+                )
         learner = MAML(
-            Conv4(1, out_features=N_WAY),
-            inner_lr=w.inner_lr,
-            inner_steps=w.inner_steps,
-            first_order=w.first_order,
+            model, inner_lr=w.inner_lr, inner_steps=w.inner_steps, first_order=w.first_order
         )
+        learner.chunk_size = chunk_size
+        if not auto_chunks:
+            learner.chunk_numel = None
         optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
         batch = Episode(*synthetic_batch(w), N_WAY)
 
@@ -84,10 +110,23 @@ def _metalearn(vectorize: bool | None) -> Callable[[Workload], Callable[[], None
 
 
 IMPLEMENTATIONS: dict[str, Callable[[Workload], Callable[[], None]]] = {
-    "metalearn": _metalearn(None),  # the measured default path
-    "metalearn-loop": _metalearn(False),
-    "metalearn-vmap": _metalearn(True),
+    # the default: vmap over chunks that fit MAML.chunk_numel, each chunk's backward at once
+    "metalearn": _metalearn(),
+    # the reference: a Python loop over tasks, one graph for the whole meta-batch
+    "metalearn-loop": _metalearn(vectorize=False),
+    # one vmap over all 32 tasks, one graph
+    "metalearn-vmap-all": _metalearn(vectorize=True, auto_chunks=False),
+    # one task at a time without vmap, each task's backward at once (as learn2learn's examples)
+    "metalearn-one-by-one": _metalearn(vectorize=True, chunk_size=1),
+    # the default path with Conv4's blocks in the plain layer order (pooling last)
+    "metalearn-plain-blocks": _metalearn(plain_blocks=True),
 }
+
+
+def load_plugins(paths: list[str]) -> None:
+    """Merge the ``IMPLEMENTATIONS`` of each plugin file into this module's."""
+    for path in paths:
+        IMPLEMENTATIONS.update(runpy.run_path(path)["IMPLEMENTATIONS"])
 
 
 def measure(impl: str, w: Workload, iterations: int, threads: int) -> dict[str, float]:
@@ -97,61 +136,112 @@ def measure(impl: str, w: Workload, iterations: int, threads: int) -> dict[str, 
     step = IMPLEMENTATIONS[impl](w)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(iterations):
         step()
     seconds = (time.perf_counter() - start) / iterations
+    cpu_seconds = (time.process_time() - cpu_start) / iterations
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"seconds": seconds, "peak_gb": peak / 2**20, "delta_gb": (peak - rss_before) / 2**20}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "peak_gb": peak / 2**20,
+        "delta_gb": (peak - rss_before) / 2**20,
+    }
 
 
-def run_isolated(impl: str, w: Workload, iterations: int, threads: int) -> dict[str, float]:
+def run_isolated(impl: str, w: Workload, args: argparse.Namespace) -> dict[str, float]:
     """Run :func:`measure` in a fresh interpreter and return its result."""
-    args = [sys.executable, __file__, "--child", impl, json.dumps(asdict(w))]
-    args += ["--iterations", str(iterations), "--threads", str(threads)]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    python = getattr(IMPLEMENTATIONS[impl], "python", sys.executable)
+    command = [python, __file__, "--child", impl, json.dumps(asdict(w))]
+    command += ["--iterations", str(args.iterations), "--threads", str(args.threads)]
+    command += [f"--plugin={path}" for path in args.plugin]
+    wait_policy = args.omp_wait_policy
+    env = {**os.environ, "OMP_WAIT_POLICY": wait_policy} if wait_policy else None
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", nargs="+", default=list(IMPLEMENTATIONS))
+def conv4_forward_flops(image: int = 28, channels: int = 64, in_channels: int = 1) -> int:
+    """FLOPs (2 per multiply-add) of one max-pool Conv4 forward on one image, head included."""
+    flops, size, c_in = 0, image, in_channels
+    for _ in range(4):
+        flops += 2 * size * size * channels * c_in * 9
+        size, c_in = size // 2, channels
+    return flops + 2 * channels * size * size * N_WAY
+
+
+def nominal_flops(w: Workload) -> float:
+    """Nominal FLOPs of one meta-iteration, in conv4 forward passes over single images.
+
+    Query images cost a forward and a backward (3 forwards); support images cost 3 forwards per
+    inner step, plus 4 more for the second-order backward through each step.
+    """
+    n_support, n_query = N_WAY * N_SHOT, N_WAY * w.n_query
+    per_support_step = 3 if w.first_order else 7
+    images = 3 * n_query + per_support_step * n_support * w.inner_steps
+    return float(w.meta_batch_size * images * conv4_forward_flops())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--impl", nargs="+", default=["metalearn", "metalearn-loop"])
     parser.add_argument("--queries", nargs="+", type=int, default=[1, 15])
     parser.add_argument("--steps", nargs="+", type=int, default=[1])
     parser.add_argument("--order", nargs="+", choices=["second", "first"], default=["second"])
     parser.add_argument("--repeats", type=int, default=3, help="runs per cell (median taken)")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--peak-gflops", type=float, default=278.0, help="float32 matmul peak of the machine"
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY of the measured processes ('' keeps the environment's). PASSIVE "
+        "stops idle OpenMP threads from spinning: on a shared 2-core machine, spinning made "
+        "2-thread runs up to 15x slower whenever another process was running",
+    )
+    parser.add_argument(
+        "--plugin", action="append", default=[], help="file defining IMPLEMENTATIONS (peers)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "WORKLOAD"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    load_plugins(args.plugin)
     if args.child:
         w = Workload(**json.loads(args.child[1]))
         print(json.dumps(measure(args.child[0], w, args.iterations, args.threads)))
         return
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{args.threads} threads, median of {args.repeats} runs x {args.iterations} iterations\n"
+        f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{args.threads} threads, OMP_WAIT_POLICY={args.omp_wait_policy or 'unset'}, "
+        f"median of {args.repeats} runs x {args.iterations} iterations, "
+        f"1-min load average before {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M')}\n"
     )
     print(
-        "| implementation | queries/class | inner steps | order | s/iteration | tasks/s "
-        "| peak RSS (GB) | RSS increase (GB) |"
+        "| implementation | queries/class | inner steps | order | s/iteration | CPU s/iteration "
+        "| tasks/s | GFLOP/s (% of peak) | peak RSS (GB) | RSS increase (GB) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n_query in args.queries:
         for steps in args.steps:
             for order in args.order:
-                w = Workload(n_query=n_query, inner_steps=steps, first_order=order == "first")
+                w = Workload(n_query, steps, order == "first")
                 for impl in args.impl:
-                    runs = [
-                        run_isolated(impl, w, args.iterations, args.threads)
-                        for _ in range(args.repeats)
-                    ]
+                    runs = [run_isolated(impl, w, args) for _ in range(args.repeats)]
                     s = statistics.median(r["seconds"] for r in runs)
+                    cpu = statistics.median(r["cpu_seconds"] for r in runs)
                     peak = statistics.median(r["peak_gb"] for r in runs)
                     delta = statistics.median(r["delta_gb"] for r in runs)
+                    gflops = nominal_flops(w) / s / 1e9
                     print(
-                        f"| {impl} | {n_query} | {steps} | {order} | {s:.3f} "
-                        f"| {w.meta_batch_size / s:.1f} | {peak:.2f} | {delta:.2f} |",
+                        f"| {impl} | {n_query} | {steps} | {order} | {s:.3f} | {cpu:.3f} "
+                        f"| {w.meta_batch_size / s:.1f} | {gflops:.1f} "
+                        f"({100 * gflops / args.peak_gflops:.0f}%) | {peak:.2f} | {delta:.2f} |",
                         flush=True,
                     )
 

@@ -36,8 +36,10 @@ def test_anil_equals_maml_adapting_the_head_only():
 
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(inner_steps, first_order):
+@pytest.mark.parametrize("chunk_size", [None, 2, 1], ids=["all", "chunks-of-2", "one-by-one"])
+def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(chunk_size, inner_steps, first_order):
     learner = ANIL(tiny_conv(), inner_lr=0.3, inner_steps=inner_steps, first_order=first_order)
+    learner.chunk_size = chunk_size
     batch = classification_batch(x_shape=(1, 16, 16))
     loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
     loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)

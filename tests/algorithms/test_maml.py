@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from gradient_fixtures import (
     tiny_conv,
     tiny_mlp,
 )
-from torch.func import functional_call
+from torch import nn
 from torch.testing import assert_close
 
 from metalearn.algorithms.maml import MAML
@@ -39,41 +40,31 @@ def test_adapt_takes_the_hand_computed_inner_step():
     assert_close(fast_params["w"], torch.tensor(0.7, dtype=torch.float64))
 
 
-def test_second_order_meta_loss_passes_gradcheck():
+@pytest.mark.parametrize("vectorize", [True, False], ids=["vmap", "loop"])
+def test_second_order_meta_loss_passes_gradcheck(vectorize):
     learner = MAML(MLP(1, 1, hidden_sizes=(3,)).double(), inner_lr=0.3, inner_steps=2)
+    learner.chunk_numel = None  # one vmap call, so that the graph reaches the gradcheck inputs
     batch = regression_batch(n_tasks=2, n_shot=3, n_query=3)
-    names = [name for name, _ in learner.model.named_parameters()]
-    shapes = [p.shape for _, p in learner.model.named_parameters()]
-    flat = torch.cat([p.detach().flatten() for p in learner.model.parameters()])
+    names = list(learner.meta_params())
 
-    def meta_loss(theta):
-        chunks = theta.split([s.numel() for s in shapes])
-        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
-        losses = []
-        for episode in batch.unbind():
+    def meta_loss(*theta):
+        # the learner's own meta-loss, starting its adaptation from the gradcheck inputs
+        learner.meta_params = lambda: dict(zip(names, theta, strict=True))
+        return learner.meta_loss(batch, vectorize=vectorize)[0]
 
-            def support_loss(p, episode=episode):
-                out = functional_call(learner.model, p, (episode.support_x,))
-                return F.mse_loss(out, episode.support_y)
-
-            fast = params
-            for _ in range(learner.inner_steps):
-                grads = torch.func.grad(support_loss)(fast)
-                fast = {n: fast[n] - learner.inner_lr * grads[n] for n in names}
-            out = functional_call(learner.model, fast, (episode.query_x,))
-            losses.append(F.mse_loss(out, episode.query_y))
-        return torch.stack(losses).mean()
-
-    # the meta-loss of the learner is the function being checked
-    assert_close(meta_loss(flat), learner.meta_loss(batch)[0])
-    assert torch.autograd.gradcheck(meta_loss, (flat.requires_grad_(),))
+    theta = tuple(p.detach().clone().requires_grad_() for p in learner.model.parameters())
+    assert torch.autograd.gradcheck(meta_loss, theta)
 
 
 @pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(model_fn, inner_steps, first_order):
+@pytest.mark.parametrize("chunk_size", [None, 2, 1], ids=["all", "chunks-of-2", "one-by-one"])
+def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
+    model_fn, inner_steps, first_order, chunk_size
+):
     learner = MAML(model_fn(), inner_lr=0.1, inner_steps=inner_steps, first_order=first_order)
+    learner.chunk_size = chunk_size
     x_shape = (1, 16, 16) if model_fn is tiny_conv else (4,)
     batch = classification_batch(x_shape=x_shape)
     loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
@@ -81,6 +72,42 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(model_fn, inner_st
     assert_close(loss_v, loss_l)
     assert_close(metrics_v, metrics_l)
     assert_close(grads_v, grads_l)
+
+
+def test_chunked_meta_loss_hands_out_its_gradient_scaled_by_the_incoming_one():
+    learner = MAML(tiny_mlp(), inner_lr=0.1)
+    batch = classification_batch(n_tasks=5)
+    _, _, expected = meta_grads(learner, batch, vectorize=False)
+    learner.chunk_size = 2
+    loss, _ = learner.meta_loss(batch)
+    (3 * loss).backward()
+    assert_close(
+        {f"model.{n}": p.grad for n, p in learner.model.named_parameters()},
+        {n: 3 * g for n, g in expected.items()},
+    )
+
+
+def test_chunked_meta_loss_builds_no_graph_under_no_grad():
+    learner = MAML(tiny_mlp(), inner_lr=0.1)
+    learner.chunk_size = 2
+    batch = classification_batch(n_tasks=5)
+    with torch.no_grad():
+        loss, metrics = learner.meta_loss(batch)
+    assert loss.grad_fn is None
+    assert_close(loss, learner.meta_loss(batch, vectorize=False)[0].detach())
+    assert all(p.grad is None for p in learner.parameters())
+    assert set(metrics) == {"loss", "accuracy"}
+
+
+@pytest.mark.parametrize(
+    ("n_query", "chunk_size", "expected"), [(1, None, 12), (15, None, 1), (15, 4, 4)]
+)
+def test_tasks_per_chunk_fits_chunk_numel_unless_chunk_size_is_set(n_query, chunk_size, expected):
+    # 5-way 1-shot at 28x28: 10 * 784 = 7840 input elements per task with 1 query per class
+    learner = MAML(tiny_mlp(n_way=5))
+    learner.chunk_size = chunk_size
+    batch = classification_batch(n_tasks=2, n_way=5, n_shot=1, n_query=n_query, x_shape=(28, 28))
+    assert learner.tasks_per_chunk(batch) == expected
 
 
 def test_vmap_path_equals_loop_path_on_regression():
@@ -126,6 +153,28 @@ def test_meta_gradient_equals_a_naive_autograd_implementation(inner_steps, first
     )
     assert_close(loss, expected_loss)
     assert_close(list(grads.values()), list(expected_grads))
+
+
+@pytest.mark.parametrize("inner_steps", [1, 3])
+def test_conv4_meta_gradient_equals_that_of_the_plain_layer_order_on_binary_images(inner_steps):
+    # Conv4's blocks pool before the BatchNorm affine map and the ReLU; binary images (like
+    # Omniglot) give exact ties inside pooling windows, where the two orders could differ
+    model = tiny_conv()
+    plain = copy.deepcopy(model)
+    for i, block in enumerate(model.features):
+        plain.features[i] = nn.Sequential(block.conv, block.norm, nn.ReLU(), nn.MaxPool2d(2))
+    plain.head = model.head
+    x = (torch.rand(3, 12, 1, 16, 16) > 0.85).double()
+    y = torch.arange(3).repeat(4).expand(3, -1).contiguous()
+    batch = Episode(x[:, :6], y[:, :6], x[:, 6:], y[:, 6:], 3)
+    loss, _, grads = meta_grads(
+        MAML(model, inner_lr=0.4, inner_steps=inner_steps), batch, vectorize=True
+    )
+    loss_ref, _, grads_ref = meta_grads(
+        MAML(plain, inner_lr=0.4, inner_steps=inner_steps), batch, vectorize=False
+    )
+    assert_close(loss, loss_ref)
+    assert_close(list(grads.values()), list(grads_ref.values()))
 
 
 def test_first_order_meta_gradient_equals_query_gradient_at_detached_fast_params():
@@ -180,6 +229,15 @@ def test_metrics_report_accuracy_for_classification_and_mse_for_regression():
 def test_adapted_names_that_match_no_parameter_raise_naming_the_valid_ones():
     with pytest.raises(ValueError, match=r"adapted='classifier'.*head\.weight"):
         MAML(tiny_mlp(), adapted=("classifier",))
+
+
+@pytest.mark.parametrize("track_running_stats", [True, False])
+def test_models_with_torch_batch_norm_are_rejected_with_the_fix(track_running_stats):
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8, track_running_stats=track_running_stats)
+    )
+    with pytest.raises(ValueError, match=r"layer '1' is a torch.nn BatchNorm1d.*TaskBatchNorm"):
+        MAML(model)
 
 
 def test_adapted_names_select_whole_submodules_by_prefix():

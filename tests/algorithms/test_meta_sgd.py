@@ -53,6 +53,7 @@ def test_adapt_steps_each_entry_with_its_own_learning_rate():
 def test_second_order_meta_loss_passes_gradcheck_in_the_learning_rates():
     learner = MetaSGD(MLP(1, 1, hidden_sizes=(3,)).double(), inner_lr=0.2, inner_steps=2)
     batch = regression_batch(n_tasks=2, n_shot=3, n_query=3)
+    learner.chunk_numel = None  # one vmap call: the graph must reach the gradcheck inputs
     names = list(learner.inner_lrs())
 
     def meta_loss(*lrs):
@@ -67,11 +68,15 @@ def test_second_order_meta_loss_passes_gradcheck_in_the_learning_rates():
 @pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(model_fn, inner_steps, first_order):
+@pytest.mark.parametrize("chunk_size", [None, 2, 1], ids=["all", "chunks-of-2", "one-by-one"])
+def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
+    chunk_size, model_fn, inner_steps, first_order
+):
     learner = MetaSGD(model_fn(), inner_lr=0.1, inner_steps=inner_steps, first_order=first_order)
     with torch.no_grad():  # distinct rates, so that a mix-up of names would show
         for lr in learner.lrs.values():
             lr.uniform_(0.05, 0.15)
+    learner.chunk_size = chunk_size
     batch = classification_batch(x_shape=(1, 16, 16) if model_fn is tiny_conv else (4,))
     loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
     loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)

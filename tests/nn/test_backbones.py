@@ -5,7 +5,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.testing import assert_close
 
-from metalearn.nn.backbones import MLP, Conv4, TaskBatchNorm
+from metalearn.nn.backbones import MLP, Conv4, ConvBlock, TaskBatchNorm
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +87,41 @@ def test_task_batch_norm_without_affine_only_standardises():
     y = TaskBatchNorm(3, affine=False)(x)
     assert_close(y, F.batch_norm(x, None, None, training=True))
     assert list(TaskBatchNorm(3, affine=False).parameters()) == []
+
+
+@pytest.mark.parametrize("size", [8, 7], ids=["even", "odd"])
+def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size):
+    block = ConvBlock(3, 4).double()
+    with torch.no_grad():  # negative BatchNorm weights exercise the sign folding
+        block.norm.weight.copy_(torch.tensor([1.5, -0.7, 0.3, -2.0]))
+        block.norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    reference = nn.Sequential(
+        block.conv, nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU(), nn.MaxPool2d(2)
+    ).double()
+    reference[1].weight, reference[1].bias = block.norm.weight, block.norm.bias
+    x = torch.randn(5, 3, size, size, dtype=torch.float64, requires_grad=True)
+    inputs = [x, *block.parameters()]
+
+    def second_order(module):
+        y = module(x)
+        grads = torch.autograd.grad(y.square().sum(), inputs, create_graph=True)
+        mixed = sum((g * torch.cos(torch.arange(g.numel()).view_as(g))).sum() for g in grads)
+        return y, grads, torch.autograd.grad(mixed, inputs)
+
+    y, grads, hessian_vector = second_order(block)
+    y_ref, grads_ref, hessian_vector_ref = second_order(reference)
+    assert y.shape == (5, 4, size // 2, size // 2)
+    assert_close(y, y_ref)
+    assert_close(grads, grads_ref)
+    assert_close(hessian_vector, hessian_vector_ref)
+
+
+def test_strided_conv_block_is_conv_batchnorm_relu():
+    block = ConvBlock(2, 3, strided=True).double()
+    x = torch.randn(4, 2, 9, 9, dtype=torch.float64)
+    expected = torch.relu(F.batch_norm(block.conv(x), None, None, training=True))
+    assert_close(block(x), expected)
+    assert block(x).shape == (4, 3, 5, 5)
 
 
 def test_second_order_meta_gradient_under_vmap_matches_finite_differences():

@@ -9,7 +9,7 @@ serve every algorithm. Must not import ``metalearn.data`` or ``metalearn.trainin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +43,18 @@ class Learner(nn.Module, ABC, Generic[StateT]):
     Attributes:
         vectorize: the default path of :meth:`meta_loss` (``True``: ``vmap`` over tasks;
             ``False``: a Python loop). Each algorithm sets it from measurement.
+        chunk_size: tasks per ``vmap`` call in the batched path (1: one task at a time,
+            without ``vmap``); ``None`` maps the whole meta-batch at once, unless
+            :meth:`tasks_per_chunk` is overridden to choose from the batch. With chunks, each
+            chunk's meta-gradient is taken as soon as the chunk is done, so only one chunk's
+            graph is held in memory; the returned loss then carries that gradient for the
+            learner's own parameters (a later ``backward`` hands it out, scaled by the incoming
+            gradient), not a graph to other tensors that require grad, nor a second-order graph
+            (``create_graph=True``).
     """
 
     vectorize: bool = True
+    chunk_size: int | None = None
 
     @abstractmethod
     def adapt(self, support_x: Tensor, support_y: Tensor, n_way: int | None) -> StateT:
@@ -92,6 +101,9 @@ class Learner(nn.Module, ABC, Generic[StateT]):
         if not batch.is_batched:
             return self.episode_loss(batch)
         if self.vectorize if vectorize is None else vectorize:
+            chunk_size = self.tasks_per_chunk(batch)
+            if chunk_size is not None and chunk_size < batch.n_tasks:
+                return self._chunked_meta_loss(batch, chunk_size)
             losses, metrics = vmap(
                 self.episode_loss, in_dims=(BATCH_DIMS,), randomness="different"
             )(batch)
@@ -100,3 +112,64 @@ class Learner(nn.Module, ABC, Generic[StateT]):
         losses = torch.stack([loss for loss, _ in results])
         names = results[0][1].keys()
         return losses.mean(), {k: torch.stack([m[k] for _, m in results]).mean() for k in names}
+
+    def tasks_per_chunk(self, batch: Episode) -> int | None:
+        """Return the tasks per ``vmap`` call for ``batch`` (``None``: all); :attr:`chunk_size`."""
+        return self.chunk_size
+
+    def _chunked_meta_loss(self, batch: Episode, chunk_size: int) -> tuple[Tensor, Metrics]:
+        """``vmap`` over chunks of tasks, taking each chunk's meta-gradient right away.
+
+        Only one chunk's autograd graph is alive at a time. The returned loss carries the summed
+        meta-gradient with respect to ``self.parameters()`` (see :class:`_PrecomputedGradient`).
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        eager = torch.is_grad_enabled() and bool(params)
+        n_tasks = batch.n_tasks
+        losses, metrics = [], []
+        grads: list[Tensor | None] = [None] * len(params)  # None: unused, as backward leaves it
+        for start in range(0, n_tasks, chunk_size):
+            part = slice(start, start + chunk_size)
+            chunk = Episode(
+                batch.support_x[part],
+                batch.support_y[part],
+                batch.query_x[part],
+                batch.query_y[part],
+                batch.n_way,
+            )
+            if chunk_size == 1:  # one task needs no vmap, whose batching rules add copies
+                task_loss, task_metrics = self.episode_loss(chunk.unbind()[0])
+                chunk_losses = task_loss[None]
+                chunk_metrics = {k: v[None] for k, v in task_metrics.items()}
+            else:
+                chunk_losses, chunk_metrics = vmap(
+                    self.episode_loss, in_dims=(BATCH_DIMS,), randomness="different"
+                )(chunk)
+            if eager and chunk_losses.requires_grad:
+                chunk_grads = torch.autograd.grad(
+                    chunk_losses.sum() / n_tasks, params, allow_unused=True
+                )
+                grads = [
+                    total if grad is None else grad if total is None else total + grad
+                    for total, grad in zip(grads, chunk_grads, strict=True)
+                ]
+                chunk_losses = chunk_losses.detach()
+            losses.append(chunk_losses)
+            metrics.append(chunk_metrics)
+        loss = torch.cat(losses).mean()
+        if eager:
+            loss = _PrecomputedGradient.apply(loss, grads, *params)
+        return loss, {k: torch.cat([m[k] for m in metrics]).mean() for k in metrics[0]}
+
+
+class _PrecomputedGradient(torch.autograd.Function):
+    """Identity on a detached loss whose backward hands out gradients computed beforehand."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: Tensor, grads: list[Tensor | None], *params: Tensor) -> Tensor:
+        ctx.grads = grads
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        return (None, None, *(None if g is None else grad_output * g for g in ctx.grads))

@@ -68,15 +68,16 @@ class Reptile(MAML):
 
     def episode_loss(self, episode: Episode) -> tuple[Tensor, Metrics]:
         """Return the surrogate ``0.5 * ||phi - sg(theta~)||^2`` and the query metrics."""
-        fast_params = self.adapt(episode.support_x, episode.support_y, episode.n_way)
-        params = self.meta_params()
-        surrogate = 0.5 * sum(
-            (params[name] - fast_params[name].detach()).square().sum()
-            for name in self.adapted_names
-        )
-        assert isinstance(surrogate, Tensor)
+        # no graph to the meta-parameters: the surrogate treats the adapted weights as constants
+        # (torch.func.grad inside adapt opens its own autograd level, so it still adapts)
         with torch.no_grad():
+            fast_params = self.adapt(episode.support_x, episode.support_y, episode.n_way)
             output = self.predict(fast_params, episode.query_x)
             query_loss = self.query_loss(output, episode.query_y, episode.n_way)
+        params = self.meta_params()
+        surrogate = 0.5 * sum(
+            (params[name] - fast_params[name]).square().sum() for name in self.adapted_names
+        )
+        assert isinstance(surrogate, Tensor)
         metrics = self.metrics(output, episode.query_y, query_loss, episode.n_way)
         return surrogate, {**metrics, "surrogate": surrogate.detach()}

@@ -8,8 +8,13 @@ elementary tensor operations (mean, variance, affine) rather than ``F.batch_norm
 * ``F.batch_norm`` with running statistics cannot run under ``torch.func.vmap`` (it would update
   a shared buffer in place from batched inputs).
 * Without running statistics it runs, but its second-order meta-gradient under ``vmap`` is
-  wrong: in float64 it differs from finite differences by about 0.4% relative, while the
-  elementary-op version agrees to round-off (``tests/nn/test_backbones.py`` checks this).
+  wrong: in float64 it differs from finite differences by 0.4% to 2% relative (measured on
+  PyTorch 2.13), while the elementary-op version agrees to round-off
+  (``tests/nn/test_backbones.py`` checks this).
+
+:class:`ConvBlock` takes the max-pool before the normalisation's affine map and the ReLU (the
+same function, a quarter of the elementwise work), because on CPU those memory-bound passes,
+not the convolutions, dominate second-order MAML.
 
 Every parameter is a plain ``nn.Parameter`` and there are no buffers, so the models work with
 ``torch.func.functional_call`` and per-task fast weights. The classifier layer is called
@@ -23,9 +28,10 @@ import itertools
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MLP", "Conv4", "TaskBatchNorm"]
+__all__ = ["MLP", "Conv4", "ConvBlock", "TaskBatchNorm"]
 
 
 class TaskBatchNorm(nn.Module):
@@ -54,37 +60,96 @@ class TaskBatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the normalised ``x``, same shape ``(n, C, *spatial)``."""
-        dims = [0, *range(2, x.dim())]
-        mean = x.mean(dim=dims, keepdim=True)
-        centered = x - mean
-        var = centered.square().mean(dim=dims, keepdim=True)
-        y = centered * torch.rsqrt(var + self.eps)
-        if self.weight is None or self.bias is None:
-            return y
+        centered, scale = self.center_and_scale(x)
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+        if self.bias is None:
+            return centered * scale.view(shape)
+        return torch.addcmul(self.bias.view(shape), centered, scale.view(shape))
+
+    def center_and_scale(self, x: Tensor, sign: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Return ``sign * (x - mean)`` and the per-channel factor that normalises it.
+
+        ``y = centered * scale + bias`` is the output. With a per-channel ``sign`` (+1 or -1,
+        that of ``weight``), ``centered`` is flipped by it and ``scale`` is non-negative, so a
+        max-pool commutes with the affine map (:class:`ConvBlock` relies on this).
+
+        Args:
+            x: ``(n, C, *spatial)`` inputs.
+            sign: ``(C,)`` signs to fold into ``centered``, or ``None``.
+
+        Returns:
+            ``centered`` of the shape of ``x`` and ``scale`` of shape ``(C,)``.
+        """
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        count = x.numel() // x.shape[1]
+        # sum * (1/count) rather than mean: the backward of sum is a free expand, that of mean
+        # a full-size division (the passes over full-size tensors dominate on CPU)
+        mean = x.sum(dim=dims, keepdim=True) * (1.0 / count)
+        # sign * x - sign * mean is exactly sign * (x - mean): one pass instead of two
+        centered = (
+            x - mean
+            if sign is None
+            else torch.addcmul(-mean * sign.view(shape), x, sign.view(shape))
+        )
+        # the squared norm's backward is one full-size product (2 * centered * grad); that of
+        # square().mean() is three passes
+        var = torch.linalg.vector_norm(centered, dim=dims).square() * (1.0 / count)
+        inv_std = torch.rsqrt(var + self.eps)
+        if self.weight is None:
+            return centered, inv_std
+        weight = self.weight if sign is None else self.weight * sign
+        return centered, weight * inv_std
 
     def extra_repr(self) -> str:
         """Return the constructor arguments shown by ``repr``."""
         return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
 
 
-def _conv_block(in_channels: int, out_channels: int, *, strided: bool) -> nn.Sequential:
-    """conv3x3 -> TaskBatchNorm -> ReLU -> (2x2 max-pool, or stride 2 in the conv)."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, 3, stride=2 if strided else 1, padding=1),
-        TaskBatchNorm(out_channels),
-        nn.ReLU(),
-    ]
-    if not strided:
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
+class ConvBlock(nn.Module):
+    """conv3x3 (padding 1) -> :class:`TaskBatchNorm` -> ReLU -> 2x2 max-pool (or a strided conv).
+
+    The max-pool is taken before the normalisation's affine map and the ReLU, which is the same
+    function: both are per-channel and non-decreasing once the sign of the BatchNorm weight is
+    folded into the centred input, and the ReLU commutes with the max. The statistics still come
+    from the full-resolution conv output. The elementwise work after the pool, in the forward
+    pass and in the first- and second-order backward passes, is then a quarter of the size,
+    which measurably speeds up second-order MAML (those passes are memory-bound on CPU).
+    Gradients are those of the plain order, ties included (both pick the first maximum of a
+    pooling window), unless a BatchNorm weight is exactly zero or rounding makes two different
+    values equal after the affine map.
+
+    Args:
+        in_channels: input channels.
+        out_channels: conv filters.
+        strided: use a stride-2 conv and no pooling (MAML's Omniglot variant).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, strided: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2 if strided else 1, padding=1)
+        self.norm = TaskBatchNorm(out_channels)
+        self.strided = strided
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(n, in_channels, H, W)`` to ``(n, out_channels, H // 2, W // 2)``."""
+        z = self.conv(x)
+        if self.strided:
+            return torch.relu(self.norm(z))
+        weight, bias = self.norm.weight, self.norm.bias
+        assert weight is not None  # the block's TaskBatchNorm is affine
+        assert bias is not None
+        sign = torch.where(weight < 0, -1.0, 1.0).to(z.dtype).detach()
+        centered, scale = self.norm.center_and_scale(z, sign)
+        pooled = F.max_pool2d(centered, 2)
+        return torch.relu(torch.addcmul(bias.view(1, -1, 1, 1), pooled, scale.view(1, -1, 1, 1)))
 
 
 class Conv4(nn.Module):
     """The 4-block convolutional network of Vinyals et al. and Finn et al.
 
-    Each block is conv3x3 (padding 1) -> :class:`TaskBatchNorm` -> ReLU -> 2x2 max-pool. With
+    Each block (:class:`ConvBlock`) is conv3x3 (padding 1) -> :class:`TaskBatchNorm` -> ReLU ->
+    2x2 max-pool. With
     ``strided=True`` the conv has stride 2 and there is no pooling; the final feature map is then
     averaged over space, as in MAML's Omniglot model. The papers use 64 channels for 28x28
     Omniglot and 32 for 84x84 miniImageNet.
@@ -126,7 +191,7 @@ class Conv4(nn.Module):
         channels = [in_channels] + [hidden_channels] * 4
         self.features = nn.Sequential(
             *(
-                _conv_block(c_in, c_out, strided=strided)
+                ConvBlock(c_in, c_out, strided=strided)
                 for c_in, c_out in itertools.pairwise(channels)
             )
         )
