@@ -38,17 +38,30 @@ __all__ = [
     "Subset",
     "GRADIENT_ALGORITHMS",
     "METRIC_ALGORITHMS",
+    "RL_ENV_IDS",
     "build_dataset",
     "build_learner",
     "build_model",
     "build_tasks",
     "episode_spec",
+    "is_rl",
 ]
 
 Subset = Literal["train", "val", "test"]
 
 GRADIENT_ALGORITHMS = ("maml", "fomaml", "meta-sgd", "anil", "reptile")
 METRIC_ALGORITHMS = ("protonet", "matching", "siamese")
+RL_ENV_IDS = {
+    "navigation": "metalearn/Navigation2D-v0",
+    "cheetah-vel": "metalearn/HalfCheetahVel-v0",
+    "cheetah-dir": "metalearn/HalfCheetahDir-v0",
+}
+"""Meta-RL dataset name -> its registered Gymnasium id."""
+
+
+def is_rl(config: RunConfig) -> bool:
+    """Whether ``config`` names a meta-RL task family."""
+    return config.data.dataset in RL_ENV_IDS
 
 
 def episode_spec(config: RunConfig, subset: Subset) -> tuple[int, int, int]:
@@ -86,12 +99,18 @@ def build_dataset(config: RunConfig, subset: Subset) -> ClassDataset:
 
 
 def build_tasks(config: RunConfig, subset: Subset, *, seed: int | None = None) -> TaskSource:
-    """Return the task source of ``subset``: a :class:`TaskSampler` or :class:`SinusoidTasks`.
+    """Return the task source of ``subset``: episodes, sinusoids, or an RL task distribution.
 
-    ``seed`` defaults to ``config.data.seed`` for training and ``config.eval.seed`` otherwise.
+    ``seed`` defaults to ``config.data.seed`` for training and ``config.eval.seed`` otherwise;
+    RL validation uses ``config.eval.seed + 1``, since its tasks come from the one family.
     """
     if seed is None:
         seed = config.data.seed if subset == "train" else config.eval.seed
+        seed += int(subset == "val" and is_rl(config))
+    if is_rl(config):
+        from metalearn.rl import TaskDistribution  # gymnasium is imported for RL runs only
+
+        return TaskDistribution(_env_id(config), seed=seed, env_kwargs=_env_kwargs(config))
     n_way, n_shot, n_query = episode_spec(config, subset)
     if config.data.dataset == "sinusoid":
         return SinusoidTasks(n_shot, n_query, seed=seed)
@@ -118,11 +137,17 @@ def build_model(config: RunConfig) -> nn.Module:
 def build_learner(config: RunConfig) -> Learner[Any]:
     """Return the learner named by ``config.algorithm.name``, on the network of :func:`build_model`.
 
+    For a meta-RL dataset it is a ``MetaRLLearner`` (MAML-TRPO; ``fomaml``: first order) on a
+    Gaussian MLP policy, which the training loop updates through its ``meta_update`` hook.
+
     Raises:
         ConfigError: if a gradient learner's test episodes have another ``n_way`` than its
-            training episodes (its output layer has ``n_way`` units).
+            training episodes (its output layer has ``n_way`` units), or if a meta-RL run
+            names another algorithm than maml or fomaml.
     """
     algo = config.algorithm
+    if is_rl(config):
+        return _build_rl_learner(config)  # type: ignore[return-value]
     model = build_model(config)
     if algo.name in METRIC_ALGORITHMS:
         metric: dict[str, Callable[[], Learner[Any]]] = {
@@ -150,3 +175,37 @@ def build_learner(config: RunConfig) -> Learner[Any]:
         "reptile": lambda: Reptile(model, **kwargs),
     }
     return gradient[algo.name]().to(torch.device(config.device))
+
+
+def _env_id(config: RunConfig) -> str:
+    return RL_ENV_IDS[config.data.dataset]
+
+
+def _env_kwargs(config: RunConfig) -> dict[str, Any]:
+    return {"reward": config.rl.reward} if config.data.dataset == "navigation" else {}
+
+
+def _build_rl_learner(config: RunConfig) -> nn.Module:
+    """MAML-TRPO on a Gaussian MLP policy of ``model.depth`` layers of ``model.hidden`` units."""
+    from metalearn.rl import GaussianMLPPolicy, MetaRLLearner, TrajectorySampler
+
+    algo, rl = config.algorithm, config.rl
+    if algo.name not in ("maml", "fomaml"):
+        raise ConfigError(
+            f"--algorithm.name={algo.name} has no meta-RL version: use maml or fomaml"
+        )
+    if config.device != "cpu":
+        raise ConfigError(f"--device={config.device}: meta-RL rollouts run on cpu only")
+    sampler = TrajectorySampler(_env_id(config), rl.trajectories, env_kwargs=_env_kwargs(config))
+    hidden = (config.model.hidden,) * config.model.depth
+    policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, hidden, activation=rl.activation)
+    return MetaRLLearner(
+        policy,
+        sampler,
+        inner_lr=algo.inner_lr,
+        inner_steps=algo.inner_steps,
+        first_order=algo.name == "fomaml",
+        gamma=rl.gamma,
+        gae_lambda=rl.gae_lambda,
+        max_kl=rl.max_kl,
+    )

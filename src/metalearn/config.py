@@ -19,6 +19,7 @@ __all__ = [
     "EvalConfig",
     "ModelConfig",
     "PRESETS",
+    "RLConfig",
     "RunConfig",
     "TrainConfig",
     "get_preset",
@@ -31,8 +32,11 @@ __all__ = [
 class DataConfig:
     """Where tasks come from, and the shape of the training episodes."""
 
-    dataset: Literal["omniglot", "sinusoid", "folder"] = "omniglot"
-    """Task family: Omniglot, MAML's sinusoids, or ``root/{train,val,test}/<class>/`` folders."""
+    dataset: Literal[
+        "omniglot", "sinusoid", "folder", "navigation", "cheetah-vel", "cheetah-dir"
+    ] = "omniglot"
+    """Task family: Omniglot, MAML's sinusoids, ``root/{train,val,test}/<class>/`` folders, or
+    a meta-RL family (MAML's 2D navigation, HalfCheetah velocity or direction; see ``rl``)."""
     root: str | None = None
     """Data root holding ``omniglot/`` (or the class folders); else ``$METALEARN_DATA``."""
     split: Literal["vinyals", "lake", "maml"] = "vinyals"
@@ -106,7 +110,28 @@ class EvalConfig:
     batch_size: int = 16
     """Episodes scored together."""
     inner_steps: tuple[int, ...] = ()
-    """Also report accuracy/MSE after each of these numbers of adaptation steps."""
+    """Also report accuracy/MSE after each of these numbers of adaptation steps.
+
+    Meta-RL reads ``episodes`` and ``val_episodes`` as numbers of tasks, and reports the mean
+    return after every number of steps up to the largest of these."""
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Meta-RL: rollouts, returns and the TRPO meta-update (``model`` sizes the policy MLP)."""
+
+    trajectories: int = 20
+    """Trajectories per task and rollout, for each adaptation step and the post-update one."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE's lambda (1: returns minus the linear baseline, as in MAML)."""
+    max_kl: float = 0.01
+    """TRPO's trust region: the bound on the mean KL of each meta-update."""
+    activation: Literal["relu", "tanh"] = "relu"
+    """Nonlinearity of the policy MLP."""
+    reward: Literal["distance", "squared"] = "distance"
+    """2D navigation reward: minus the distance to the goal (MAML's code) or its square."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,7 @@ class RunConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     device: str = "cpu"
     """Torch device (``cpu``, ``cuda``)."""
 
@@ -141,6 +167,7 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         "algorithm": AlgorithmConfig,
         "train": TrainConfig,
         "eval": EvalConfig,
+        "rl": RLConfig,
     }
     values = dict(data)
     for name, cls in sections.items():
@@ -228,6 +255,36 @@ def _sinusoid(algorithm: str) -> RunConfig:
     )
 
 
+_MAML_RL = "Finn et al. 2017, Sec. 5.3 and App. A.2, and cbfinn/maml_rl"
+_RL_FAMILIES = {
+    "navigation": ("2D navigation (goal in [-0.5, 0.5]^2, horizon 100)", 20, 100),
+    "cheetah-vel": ("HalfCheetah goal velocity U[0, 2] (horizon 200)", 40, 500),
+    "cheetah-dir": ("HalfCheetah forward/backward (horizon 200)", 40, 500),
+}
+
+
+def _maml_rl(dataset: str) -> RunConfig:
+    """MAML-TRPO: 2x100 ReLU policy, one VPG step at 0.1 on 20 trajectories, max KL 0.01.
+
+    Meta-batch 20 tasks for navigation, 40 for locomotion (App. A.2). Navigation trains 100
+    iterations as ``maml_trpo_point.py``; locomotion 500, the paper's "up to 500" (the code's
+    ``cluster_maml_trpo_cheetah.py`` runs 1,000). Tested on 40 new tasks after 0-3 steps.
+    """
+    title, meta_batch, steps = _RL_FAMILIES[dataset]
+    return RunConfig(
+        name=f"maml-rl-{dataset}",
+        description=f"MAML-TRPO (second order), {title}",
+        reference=_MAML_RL + "; validation: mean return after 1 step on 10 held-out tasks",
+        data=DataConfig(dataset=dataset),  # type: ignore[arg-type]
+        model=ModelConfig(backbone="mlp", hidden=100, depth=2),
+        algorithm=AlgorithmConfig(inner_lr=0.1, inner_steps=1),
+        train=TrainConfig(
+            steps=steps, meta_batch_size=meta_batch, log_every=1, eval_every=10, checkpoint_every=10
+        ),
+        eval=EvalConfig(episodes=40, val_episodes=10, inner_steps=(0, 1, 2, 3)),
+    )
+
+
 def _all_presets() -> dict[str, RunConfig]:
     presets: dict[str, RunConfig] = {}
     for n_way, n_shot in _OMNIGLOT_SETTINGS.values():
@@ -243,6 +300,7 @@ def _all_presets() -> dict[str, RunConfig]:
         presets.update({config.name: config for config in variants})
     for algorithm in ("maml", "meta-sgd"):
         presets[f"{algorithm}-sinusoid"] = _sinusoid(algorithm)
+    presets.update({f"maml-rl-{d}": _maml_rl(d) for d in _RL_FAMILIES})
     return presets
 
 

@@ -19,7 +19,7 @@ from metalearn.cli.common import load_run
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
 from metalearn.data.transforms import Channels
-from metalearn.errors import CheckpointError, DatasetError
+from metalearn.errors import CheckpointError, ConfigError, DatasetError
 from metalearn.utils.io import atomic_save
 
 __all__ = ["add_parser", "load_personal", "run_adapt", "run_predict"]
@@ -54,6 +54,11 @@ def _add_invert(parser: argparse.ArgumentParser) -> None:
 def run_adapt(args: argparse.Namespace) -> int:
     """Adapt to the support folder and write the personal model file."""
     config, learner, _ = load_run(args.run_path)
+    if config.data.dataset not in ("omniglot", "folder"):
+        raise ConfigError(
+            f"{config.name} is a {config.data.dataset} run: `adapt` personalizes image "
+            "classifiers; use `metalearn evaluate` to adapt RL or regression runs to new tasks"
+        )
     invert = config.data.dataset == "omniglot" if args.invert is None else args.invert
     channels: Channels = 1 if config.data.dataset == "omniglot" else 3
     support_x, support_y, names = load_support_folder(

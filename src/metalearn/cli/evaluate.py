@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from metalearn.build import is_rl
 from metalearn.cli.common import load_run
 from metalearn.cli.overrides import parse_value
-from metalearn.cli.train import evaluate_learner, write_result
+from metalearn.cli.train import evaluate_learner, write_adaptation, write_result
+from metalearn.errors import ConfigError
 from metalearn.training import meta_test
 
 __all__ = ["add_parser", "run"]
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, eval=replace(config.eval, inner_steps=steps))
     subset = args.subset
     if args.episode_folder:
+        if is_rl(config):
+            raise ConfigError("--episode-folder holds image episodes; RL runs test on tasks")
         from metalearn.data import EpisodeFolder
 
         folder = EpisodeFolder(args.episode_folder, config.data.image_size)
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_learner(config, learner, subset, n, progress=True)
     out = Path(args.out) if args.out else checkpoint.parent / f"{args.subset}.json"
     write_result(result, out, config, subset)
+    if is_rl(config) and subset == "test":
+        write_adaptation(result, out.parent, config)
     print(f"{config.name} [{checkpoint}] on {subset}: {result}")
     for n_steps, summary in result.steps_summary().items():
         print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from metalearn.build import build_tasks
+from metalearn.build import build_tasks, is_rl
 from metalearn.cli.common import load_run
 from metalearn.config import RunConfig
 from metalearn.training import METRICS_FILE, plot_curves, plot_episode
@@ -34,7 +34,7 @@ def plot_run(run_dir: Path) -> list[Path]:
     """Plot the curves of ``run_dir`` and, for image tasks, one test episode with predictions."""
     written = [plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png")]
     config, learner, _ = load_run(run_dir)
-    if config.data.dataset != "sinusoid":
+    if config.data.dataset != "sinusoid" and not is_rl(config):
         written.append(_plot_test_episode(config, learner, run_dir / "episode.png"))
     return written
 

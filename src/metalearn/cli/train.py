@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from metalearn.build import Subset, build_learner, build_tasks
+import torch
+
+from metalearn.build import Subset, build_learner, build_tasks, is_rl
 from metalearn.cli.common import (
     add_config_arguments,
     new_run_dir,
@@ -21,7 +23,15 @@ from metalearn.training.evaluation import EvalResult
 from metalearn.utils.io import atomic_write_text
 from metalearn.utils.seeding import seed_everything
 
-__all__ = ["add_parser", "run", "train_and_test"]
+__all__ = [
+    "add_parser",
+    "evaluate_learner",
+    "rl_adaptation",
+    "run",
+    "train_and_test",
+    "write_adaptation",
+    "write_result",
+]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -47,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}")
     if result is not None:
         print(f"test {result.metric}: {result}")
+        for n_steps, summary in result.steps_summary().items():
+            print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
     return 0
 
 
@@ -77,6 +89,8 @@ def train_and_test(
     _, best, _ = load_run(run_dir)
     result = evaluate_learner(config, best, "test", config.eval.episodes)
     write_result(result, run_dir / "test.json", config, "test")
+    if is_rl(config):
+        write_adaptation(result, run_dir, config)
     return result
 
 
@@ -86,6 +100,14 @@ def _validator(config: RunConfig, learner: Any) -> Any:
     if config.eval.val_episodes == 0 or config.train.eval_every == 0 or no_val:
         return None
     tasks = build_tasks(config, "val")
+    if is_rl(config):
+        val_tasks = tasks.sample_batch(config.eval.val_episodes)
+
+        def validate_rl() -> dict[str, float]:
+            result = rl_adaptation(config, learner, val_tasks, sweep=False)
+            return {"return": result.mean, "return_pre": float(result.by_steps[0].mean())}
+
+        return validate_rl
 
     def validate() -> dict[str, float]:
         result = meta_test(
@@ -101,8 +123,10 @@ def _validator(config: RunConfig, learner: Any) -> Any:
 def evaluate_learner(
     config: RunConfig, learner: Any, subset: Subset, n_episodes: int, *, progress: bool = False
 ) -> EvalResult:
-    """Meta-test ``learner`` on ``n_episodes`` fixed episodes of ``subset``."""
+    """Meta-test ``learner`` on ``n_episodes`` fixed episodes (RL: tasks) of ``subset``."""
     tasks = build_tasks(config, subset)
+    if is_rl(config):
+        return rl_adaptation(config, learner, tasks.sample_batch(n_episodes))
     return meta_test(
         learner,
         tasks.episodes(n_episodes),  # type: ignore[attr-defined]
@@ -127,3 +151,32 @@ def write_result(result: EvalResult, path: Path, config: RunConfig, subset: str)
         row["by_inner_steps"] = {str(k): {"mean": v.mean, "ci95": v.ci95} for k, v in steps.items()}
     atomic_write_text(json.dumps(row, indent=2) + "\n", path)
     return row
+
+
+def rl_adaptation(
+    config: RunConfig, learner: Any, tasks: list[Any], *, sweep: bool = True
+) -> EvalResult:
+    """Mean return on each of ``tasks`` after 0, 1, ... policy-gradient steps (MAML's test).
+
+    ``values`` are the returns after the algorithm's own number of test steps; ``by_steps``
+    holds every number of steps up to that one, or with ``sweep`` up to the largest of
+    ``config.eval.inner_steps``. The rollouts' noise is seeded by ``config.eval.seed``, so
+    every checkpoint is scored on the same draws.
+    """
+    from metalearn.rl import adaptation_returns  # gymnasium is imported for RL runs only
+
+    algo = config.algorithm
+    own = algo.inner_steps if algo.eval_inner_steps is None else algo.eval_inner_steps
+    n_steps = max((own, *config.eval.inner_steps)) if sweep else own
+    torch.manual_seed(config.eval.seed)
+    returns = adaptation_returns(learner, tasks, n_steps=n_steps).double()
+    by_steps = {k: returns[:, k] for k in range(n_steps + 1)}
+    return EvalResult("return", returns[:, own], by_steps)
+
+
+def write_adaptation(result: EvalResult, directory: Path, config: RunConfig) -> None:
+    """Write an RL result's ``adaptation.md`` table and ``adaptation.png`` plot."""
+    from metalearn.rl import write_adaptation_report
+
+    returns = torch.stack([result.by_steps[k] for k in sorted(result.by_steps)], dim=1)
+    write_adaptation_report({config.name: returns}, directory, title=config.description)
