@@ -1,5 +1,6 @@
 import pytest
 import torch
+from metric_fixtures import gaussian_episodes, random_batch
 from torch import nn
 from torch.testing import assert_close
 
@@ -10,30 +11,6 @@ from metalearn.nn.backbones import Conv4
 
 HAND_SUPPORT = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
 HAND_LABELS = torch.tensor([0, 0, 1, 1])
-
-
-def gaussian_episodes(n_tasks, n_way, n_shot, n_query, generator):
-    """Fresh Gaussian classes per task: 4 informative dims, 12 dims of large noise to ignore."""
-    n = n_shot + n_query
-    centres = torch.randn(n_tasks, n_way, 1, 4, generator=generator)
-    signal = centres + 0.3 * torch.randn(n_tasks, n_way, n, 4, generator=generator)
-    noise = 2.0 * torch.randn(n_tasks, n_way, n, 12, generator=generator)
-    x = torch.cat([signal, noise], dim=-1)
-    labels = torch.arange(n_way).expand(n_tasks, n_way)
-    support_x, query_x = x[:, :, :n_shot].flatten(1, 2), x[:, :, n_shot:].flatten(1, 2)
-    support_y = labels.repeat_interleave(n_shot, dim=1)
-    return Episode(support_x, support_y, query_x, labels.repeat_interleave(n_query, dim=1), n_way)
-
-
-def random_batch(n_tasks=3, n_way=3, n_shot=2, n_query=2, x_shape=(4,), dtype=torch.float64):
-    labels = torch.stack([torch.randperm(n_way) for _ in range(n_tasks)])
-    return Episode(
-        torch.randn(n_tasks, n_way * n_shot, *x_shape, dtype=dtype),
-        labels.repeat(1, n_shot),
-        torch.randn(n_tasks, n_way * n_query, *x_shape, dtype=dtype),
-        labels.repeat(1, n_query),
-        n_way,
-    )
 
 
 def test_prototypes_and_logits_on_the_hand_example():
