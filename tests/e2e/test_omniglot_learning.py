@@ -8,7 +8,17 @@ import time
 import pytest
 import torch
 
-from metalearn import MAML, Conv4, ProtoNet, TaskSampler, TrainConfig, meta_test, meta_train
+from metalearn import (
+    MAML,
+    Conv4,
+    MatchingNet,
+    ProtoNet,
+    SiameseNet,
+    TaskSampler,
+    TrainConfig,
+    meta_test,
+    meta_train,
+)
 from metalearn.data import load_omniglot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.data]
@@ -59,3 +69,20 @@ def test_maml_learns_5_way_1_shot_omniglot_in_a_few_hundred_tasks(vinyals):
     test = TaskSampler(vinyals["test"], n_way=5, n_shot=1, n_query=5, seed=1)
     result = _train_and_test(learner, train, test, steps=300, meta_batch_size=8)
     assert result.mean >= 0.72  # measured 0.809 +- 0.023 (23 s)
+
+
+@pytest.mark.parametrize(
+    ("make", "threshold"),
+    [
+        (lambda: MatchingNet(Conv4(hidden_channels=32)), 0.60),  # measured 0.706 +- 0.027
+        (lambda: SiameseNet(Conv4(hidden_channels=32)), 0.45),  # measured 0.554 +- 0.030
+    ],
+    ids=["matching", "siamese"],
+)
+def test_matching_and_siamese_learn_5_way_1_shot_omniglot(vinyals, make, threshold):
+    torch.manual_seed(0)
+    learner = make()
+    train = TaskSampler(vinyals["train"], n_way=5, n_shot=1, n_query=5, seed=0)
+    test = TaskSampler(vinyals["test"], n_way=5, n_shot=1, n_query=5, seed=1)
+    result = _train_and_test(learner, train, test, steps=150, meta_batch_size=4)
+    assert result.mean >= threshold
