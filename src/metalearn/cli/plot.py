@@ -39,9 +39,15 @@ def plot_run(run_dir: Path) -> list[Path]:
     return written
 
 
-def _plot_test_episode(config: RunConfig, learner: Any, out: Path) -> Path:
+def _plot_test_episode(
+    config: RunConfig, learner: Any, out: Path, *, max_query_rows: int = 3
+) -> Path:
     episode = next(iter(build_tasks(config, "test").episodes(1)))  # type: ignore[attr-defined]
     with torch.no_grad():
         state = learner.adapt(episode.support_x, episode.support_y, episode.n_way)
         probabilities = learner.predict(state, episode.query_x).softmax(-1)
-    return plot_episode(episode, out, probabilities=probabilities)
+    # Queries are grouped by label: keep the first few of each class so the grid stays legible.
+    n_query = episode.query_y.numel() // episode.n_way
+    keep = torch.arange(episode.query_y.numel()) % n_query < max_query_rows
+    shown = episode._replace(query_x=episode.query_x[keep], query_y=episode.query_y[keep])
+    return plot_episode(shown, out, probabilities=probabilities[keep])
