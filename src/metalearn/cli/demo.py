@@ -66,12 +66,12 @@ def demo_configs(scale: float = 1.0) -> list[RunConfig]:
         ),
         _shorten(
             replace(maml, train=replace(maml.train, meta_batch_size=8)),
-            steps(300),
+            steps(1000),
             eval=replace(maml.eval, episodes=200, val_episodes=50),
         ),
         _shorten(
             sinusoid,
-            steps(3000),
+            steps(10000),
             eval=replace(sinusoid.eval, episodes=200, val_episodes=50),
         ),
     ]
