@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.testing import assert_close
 
 from metalearn.episode import Episode
 from metalearn.nn.backbones import MLP, Conv4
@@ -72,3 +73,21 @@ def meta_grads(learner, batch, *, vectorize):
     names = [name for name, p in learner.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, [dict(learner.named_parameters())[n] for n in names])
     return loss, metrics, dict(zip(names, grads, strict=True))
+
+
+def assert_vmap_equals_loop(learner, batch, *, seed=None):
+    """Check the batched meta-loss equals the loop in value, metrics and meta-gradient.
+
+    ``seed`` reseeds the global generator before each path, for learners that draw from it
+    (Siamese pairs). Returns the batched path's meta-gradients by parameter name.
+    """
+    results = []
+    for vectorize in (True, False):
+        if seed is not None:
+            torch.manual_seed(seed)
+        results.append(meta_grads(learner, batch, vectorize=vectorize))
+    (loss_v, metrics_v, grads_v), (loss_l, metrics_l, grads_l) = results
+    assert_close(loss_v, loss_l)
+    assert_close(metrics_v, metrics_l)
+    assert_close(grads_v, grads_l)
+    return grads_v

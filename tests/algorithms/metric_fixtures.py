@@ -27,3 +27,25 @@ def random_batch(n_tasks=3, n_way=3, n_shot=2, n_query=2, x_shape=(4,), dtype=to
         labels.repeat(1, n_query),
         n_way,
     )
+
+
+def train_on_gaussian_episodes(learner, steps=200):
+    """Adam-train ``learner`` on 5-way 1-shot Gaussian tasks; return test accuracy before, after.
+
+    The test set is 200 fixed tasks; training draws 4 fresh tasks per step.
+    """
+    test_batch = gaussian_episodes(200, 5, 1, 5, torch.Generator().manual_seed(123))
+
+    def test_accuracy():
+        with torch.no_grad():
+            return learner.meta_loss(test_batch, vectorize=True)[1]["accuracy"].item()
+
+    before = test_accuracy()
+    optimizer = torch.optim.Adam(learner.parameters(), lr=0.01)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, _ = learner.meta_loss(gaussian_episodes(4, 5, 1, 5, generator), vectorize=True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return before, test_accuracy()

@@ -1,6 +1,12 @@
 import pytest
 import torch
-from gradient_fixtures import classification_batch, meta_grads, tiny_conv, tiny_mlp
+from gradient_fixtures import (
+    assert_vmap_equals_loop,
+    classification_batch,
+    meta_grads,
+    tiny_conv,
+    tiny_mlp,
+)
 from torch.testing import assert_close
 
 from metalearn.algorithms.maml import ANIL, MAML
@@ -41,8 +47,4 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(chunk_size, inner_
     learner = ANIL(tiny_conv(), inner_lr=0.3, inner_steps=inner_steps, first_order=first_order)
     learner.chunk_size = chunk_size
     batch = classification_batch(x_shape=(1, 16, 16))
-    loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
-    loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)
-    assert_close(loss_v, loss_l)
-    assert_close(metrics_v, metrics_l)
-    assert_close(grads_v, grads_l)
+    assert_vmap_equals_loop(learner, batch)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from gradient_fixtures import (
     Scalar,
+    assert_vmap_equals_loop,
     classification_batch,
     hand_episode,
     meta_grads,
@@ -67,11 +68,7 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
     learner.chunk_size = chunk_size
     x_shape = (1, 16, 16) if model_fn is tiny_conv else (4,)
     batch = classification_batch(x_shape=x_shape)
-    loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
-    loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)
-    assert_close(loss_v, loss_l)
-    assert_close(metrics_v, metrics_l)
-    assert_close(grads_v, grads_l)
+    assert_vmap_equals_loop(learner, batch)
 
 
 def test_chunked_meta_loss_hands_out_its_gradient_scaled_by_the_incoming_one():

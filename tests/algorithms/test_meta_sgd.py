@@ -2,9 +2,9 @@ import pytest
 import torch
 from gradient_fixtures import (
     Scalar,
+    assert_vmap_equals_loop,
     classification_batch,
     hand_episode,
-    meta_grads,
     regression_batch,
     tiny_conv,
     tiny_mlp,
@@ -78,9 +78,5 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
             lr.uniform_(0.05, 0.15)
     learner.chunk_size = chunk_size
     batch = classification_batch(x_shape=(1, 16, 16) if model_fn is tiny_conv else (4,))
-    loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
-    loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)
-    assert_close(loss_v, loss_l)
-    assert_close(metrics_v, metrics_l)
-    assert_close(grads_v, grads_l)
+    grads_v = assert_vmap_equals_loop(learner, batch)
     assert grads_v["lrs.head_weight"].abs().sum() > 0

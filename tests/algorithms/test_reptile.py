@@ -1,7 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from gradient_fixtures import classification_batch, meta_grads, tiny_conv, tiny_mlp
+from gradient_fixtures import (
+    assert_vmap_equals_loop,
+    classification_batch,
+    tiny_conv,
+    tiny_mlp,
+)
 from torch.func import functional_call
 from torch.testing import assert_close
 
@@ -59,8 +64,4 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(chunk_size, inner_
     learner = Reptile(tiny_conv(), inner_lr=0.3, inner_steps=inner_steps)
     learner.chunk_size = chunk_size
     batch = classification_batch(x_shape=(1, 16, 16))
-    loss_v, metrics_v, grads_v = meta_grads(learner, batch, vectorize=True)
-    loss_l, metrics_l, grads_l = meta_grads(learner, batch, vectorize=False)
-    assert_close(loss_v, loss_l)
-    assert_close(metrics_v, metrics_l)
-    assert_close(grads_v, grads_l)
+    assert_vmap_equals_loop(learner, batch)
