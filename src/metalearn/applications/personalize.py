@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from metalearn.algorithms.base import Learner
-from metalearn.data.folders import list_class_folders, list_images, read_images
-from metalearn.data.transforms import Channels
+from metalearn.data.folders import list_class_folders, list_images, read_labelled_images
+from metalearn.data.transforms import Channels, to_float
 from metalearn.errors import EpisodeSpecError
 
 __all__ = ["Personalized", "load_support_folder", "personalize"]
@@ -38,10 +38,8 @@ def load_support_folder(
     """
     folders = list_class_folders(Path(root))
     files = [list_images(folder) for folder in folders]
-    paths = [p for group in files for p in group]
-    x = torch.from_numpy(read_images(paths, (image_size, image_size), channels, invert))
-    y = torch.arange(len(folders)).repeat_interleave(torch.tensor([len(f) for f in files]))
-    return x.float() / 255, y, [folder.name for folder in folders]
+    x, y = read_labelled_images(files, (image_size, image_size), channels, invert)
+    return to_float(x), y, [folder.name for folder in folders]
 
 
 @dataclass

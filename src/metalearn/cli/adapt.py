@@ -18,7 +18,7 @@ from metalearn.build import GRADIENT_ALGORITHMS, build_learner
 from metalearn.cli.common import load_run
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
-from metalearn.data.transforms import Channels
+from metalearn.data.transforms import Channels, to_float
 from metalearn.errors import CheckpointError, ConfigError, DatasetError
 from metalearn.utils.io import atomic_save
 
@@ -123,7 +123,7 @@ def run_predict(args: argparse.Namespace) -> int:
     size = meta["config"].data.image_size
     paths = _image_paths(args.images)
     x = torch.from_numpy(read_images(paths, (size, size), meta["channels"], meta["invert"]))
-    predictions = personal.predict(x.float() / 255)
+    predictions = personal.predict(to_float(x))
     rows: list[dict[str, Any]] = [
         {"image": str(p), "class": name, "probability": round(prob, 4)}
         for p, (name, prob) in zip(paths, predictions, strict=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from metalearn.data.folders import list_class_folders, list_images, read_images
+from metalearn.data.folders import list_class_folders, list_images, read_labelled_images
 from metalearn.data.stream import check_count
-from metalearn.data.transforms import Channels, normalize_size
+from metalearn.data.transforms import Channels, normalize_size, to_float
 from metalearn.episode import Episode
 from metalearn.errors import DatasetError, EpisodeSpecError
 
@@ -120,10 +120,8 @@ class EpisodeFolder:
             yield tasks[0] if batch_size is None else Episode.stack(tasks)
 
     def _read(self, classes: list[list[Path]]) -> tuple[torch.Tensor, torch.Tensor]:
-        paths = [p for files in classes for p in files]
-        x = read_images(paths, self.image_size, self.channels, self.invert)
-        y = torch.arange(len(classes)).repeat_interleave(torch.tensor([len(f) for f in classes]))
-        return torch.from_numpy(x).float().div_(255.0), y
+        x, y = read_labelled_images(classes, self.image_size, self.channels, self.invert)
+        return to_float(x), y
 
 
 def _index_episode(folder: Path) -> tuple[str, list[list[Path]], list[list[Path]]]:

@@ -18,7 +18,13 @@ from metalearn.data.base import TensorClassDataset
 from metalearn.data.transforms import IMAGE_EXTENSIONS, Channels, decode_image, normalize_size
 from metalearn.errors import DataRootNotFoundError, DatasetError
 
-__all__ = ["ImageFolderDataset", "list_class_folders", "list_images"]
+__all__ = [
+    "ImageFolderDataset",
+    "list_class_folders",
+    "list_images",
+    "read_images",
+    "read_labelled_images",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,23 @@ def read_images(
     return out
 
 
+def read_labelled_images(
+    files_by_class: list[list[Path]], size: tuple[int, int], channels: Channels, invert: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode the images of each class; class ``c`` gets label ``c``.
+
+    Returns:
+        ``x`` ``(n, channels, *size)`` uint8 and ``y`` ``(n,)`` int64, grouped by label.
+
+    Raises:
+        CorruptImageError: naming the first file that cannot be decoded.
+    """
+    paths = [p for files in files_by_class for p in files]
+    x = torch.from_numpy(read_images(paths, size, channels, invert))
+    counts = torch.tensor([len(files) for files in files_by_class])
+    return x, torch.arange(len(files_by_class)).repeat_interleave(counts)
+
+
 class ImageFolderDataset(TensorClassDataset):
     """Images laid out as ``root/<class>/<image files>``, one class per folder.
 
@@ -120,9 +143,6 @@ class ImageFolderDataset(TensorClassDataset):
         self.root = Path(root)
         size = normalize_size(image_size)
         folders = list_class_folders(self.root)
-        files = [list_images(folder) for folder in folders]
-        paths = [p for group in files for p in group]
-        x = torch.from_numpy(read_images(paths, size, channels, invert))
-        y = torch.arange(len(folders)).repeat_interleave(torch.tensor([len(f) for f in files]))
+        x, y = read_labelled_images([list_images(f) for f in folders], size, channels, invert)
         super().__init__(x, y, [folder.name for folder in folders])
-        logger.info("read %d images of %d classes from %s", len(paths), len(folders), root)
+        logger.info("read %d images of %d classes from %s", len(y), len(folders), root)
