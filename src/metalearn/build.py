@@ -30,11 +30,13 @@ from metalearn.data import (
     TaskSampler,
     load_omniglot,
 )
+from metalearn.data.transforms import Channels
 from metalearn.episode import TaskSource
 from metalearn.errors import ConfigError
 from metalearn.nn.backbones import MLP, Conv4
 
 __all__ = [
+    "image_channels",
     "Subset",
     "GRADIENT_ALGORITHMS",
     "METRIC_ALGORITHMS",
@@ -117,6 +119,11 @@ def build_tasks(config: RunConfig, subset: Subset, *, seed: int | None = None) -
     return TaskSampler(build_dataset(config, subset), n_way, n_shot, n_query, seed=seed)
 
 
+def image_channels(config: RunConfig) -> Channels:
+    """Channels of the run's images: 1 for Omniglot, 3 for class folders."""
+    return 1 if config.data.dataset == "omniglot" else 3
+
+
 def build_model(config: RunConfig) -> nn.Module:
     """Return the network: a classifier/regressor for gradient learners, an encoder otherwise."""
     model, data = config.model, config.data
@@ -126,7 +133,7 @@ def build_model(config: RunConfig) -> nn.Module:
     if model.backbone == "mlp":
         raise ConfigError("--model.backbone=mlp is for sinusoids; image tasks use conv4")
     return Conv4(
-        in_channels=1 if data.dataset == "omniglot" else 3,
+        in_channels=image_channels(config),
         out_features=None if is_metric else data.n_way,
         hidden_channels=model.hidden,
         image_size=data.image_size,

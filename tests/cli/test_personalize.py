@@ -111,3 +111,29 @@ def test_an_unreadable_image_names_the_file(run_cli, protonet_run, support):
     code, _, err = run_cli("adapt", str(protonet_run), str(support))
     assert code == 1
     assert "broken.png" in err
+
+
+def test_evaluate_reads_a_folder_of_fixed_episodes_in_order(run_cli, protonet_run, tmp_path):
+    # Queries identical to their support images sit at distance 0 from their own prototype.
+    for episode in ("e1", "e2"):
+        for part in ("support", "query"):
+            for shift, shape in enumerate(("circle", "cross", "square")):
+                _draw(tmp_path / "bench" / episode / part / shape / "a.png", shape, shift)
+    code, _, err = run_cli(
+        "evaluate",
+        str(protonet_run),
+        "--episode-folder",
+        str(tmp_path / "bench"),
+        "--out",
+        str(tmp_path / "bench.json"),
+    )
+    assert code == 0, err
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["episodes"] == 2
+    assert result["mean"] == 1.0
+    assert result["subset"] == f"folder:{tmp_path / 'bench'}"
+    code, _, err = run_cli(
+        "evaluate", str(protonet_run), "--episode-folder", str(tmp_path / "missing")
+    )
+    assert code == 1
+    assert "missing" in err

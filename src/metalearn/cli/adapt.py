@@ -14,11 +14,11 @@ from typing import Any
 import torch
 
 from metalearn.applications import Personalized, load_support_folder, personalize
-from metalearn.build import GRADIENT_ALGORITHMS, build_learner
-from metalearn.cli.common import load_run
+from metalearn.build import GRADIENT_ALGORITHMS, build_learner, image_channels
+from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
-from metalearn.data.transforms import Channels, to_float
+from metalearn.data.transforms import to_float
 from metalearn.errors import CheckpointError, ConfigError, DatasetError
 from metalearn.utils.io import atomic_save
 
@@ -33,22 +33,13 @@ def add_parser(subparsers: Any) -> None:
     adapt.add_argument("run_path", metavar="RUN", help="trained run folder or checkpoint")
     adapt.add_argument("support", help="folder of <class>/<images>: your few labelled examples")
     adapt.add_argument("-o", "--out", default="personal.pt", help="personal model file to write")
-    _add_invert(adapt)
+    add_invert_argument(adapt)
     adapt.set_defaults(run=run_adapt)
     predict = subparsers.add_parser("predict", help="classify images with a personal model")
     predict.add_argument("model", help="personal model file written by `metalearn adapt`")
     predict.add_argument("images", nargs="+", help="image files or folders of images")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.set_defaults(run=run_predict)
-
-
-def _add_invert(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--invert",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="map dark strokes on a light page to 1 on 0 (default: on for Omniglot models)",
-    )
 
 
 def run_adapt(args: argparse.Namespace) -> int:
@@ -59,8 +50,8 @@ def run_adapt(args: argparse.Namespace) -> int:
             f"{config.name} is a {config.data.dataset} run: `adapt` personalizes image "
             "classifiers; use `metalearn evaluate` to adapt RL or regression runs to new tasks"
         )
-    invert = config.data.dataset == "omniglot" if args.invert is None else args.invert
-    channels: Channels = 1 if config.data.dataset == "omniglot" else 3
+    invert = resolve_invert(config, args.invert)
+    channels = image_channels(config)
     support_x, support_y, names = load_support_folder(
         args.support, config.data.image_size, channels=channels, invert=invert
     )

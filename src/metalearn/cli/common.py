@@ -17,6 +17,8 @@ from metalearn.training import BEST_FILE, CHECKPOINT_FILE, load_checkpoint
 from metalearn.utils.io import atomic_write_text
 
 __all__ = [
+    "add_invert_argument",
+    "resolve_invert",
     "CONFIG_FILE",
     "add_config_arguments",
     "load_run",
@@ -38,6 +40,21 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "prints every field."
     )
     parser.set_defaults(accepts_overrides=True)
+
+
+def add_invert_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--invert/--no-invert`` for commands that read the user's image files."""
+    parser.add_argument(
+        "--invert",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="map dark strokes on a light page to 1 on 0 (default: on for Omniglot models)",
+    )
+
+
+def resolve_invert(config: RunConfig, invert: bool | None) -> bool:
+    """``--invert`` as given, else on for Omniglot runs (whose images are strokes 1 on 0)."""
+    return config.data.dataset == "omniglot" if invert is None else invert
 
 
 def normalize_overrides(extra: Sequence[str]) -> list[str]:

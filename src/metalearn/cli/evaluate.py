@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from metalearn.build import is_rl
-from metalearn.cli.common import load_run
-from metalearn.cli.overrides import parse_value
-from metalearn.cli.train import evaluate_learner, write_adaptation, write_result
+from metalearn.build import image_channels, is_rl
+from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
+from metalearn.cli.train import evaluate_learner, print_result, write_adaptation, write_result
+from metalearn.data import EpisodeFolder
 from metalearn.errors import ConfigError
 from metalearn.training import meta_test
 
@@ -32,28 +32,28 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--inner-steps", default=None, help="sweep, e.g. 0,1,2,3 (gradient learners)"
     )
+    add_invert_argument(parser)
     parser.add_argument("--out", default=None, help="JSON file (default: RUN/<subset>.json)")
     parser.set_defaults(run=run, accepts_overrides=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print and save the meta-test result."""
-    config, learner, checkpoint = load_run(args.run_path, overrides=args.overrides)
-    steps = (
-        parse_value(args.inner_steps, tuple[int, ...], "inner-steps") if args.inner_steps else None
-    )
-    if steps is not None:
-        from dataclasses import replace
-
-        config = replace(config, eval=replace(config.eval, inner_steps=steps))
+    overrides = list(args.overrides)
+    if args.inner_steps:
+        overrides.append(f"--eval.inner_steps={args.inner_steps}")
+    config, learner, checkpoint = load_run(args.run_path, overrides=overrides)
     subset = args.subset
     if args.episode_folder:
         if is_rl(config):
             raise ConfigError("--episode-folder holds image episodes; RL runs test on tasks")
-        from metalearn.data import EpisodeFolder
-
-        folder = EpisodeFolder(args.episode_folder, config.data.image_size)
-        result = meta_test(learner, folder, inner_steps=list(steps) if steps else None)
+        folder = EpisodeFolder(
+            args.episode_folder,
+            config.data.image_size,
+            channels=image_channels(config),
+            invert=resolve_invert(config, args.invert),
+        )
+        result = meta_test(learner, folder, inner_steps=list(config.eval.inner_steps) or None)
         subset = f"folder:{args.episode_folder}"
     else:
         n = args.episodes or config.eval.episodes
@@ -62,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
     write_result(result, out, config, subset)
     if is_rl(config) and subset == "test":
         write_adaptation(result, out.parent, config)
-    print(f"{config.name} [{checkpoint}] on {subset}: {result}")
-    for n_steps, summary in result.steps_summary().items():
-        print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
+    print_result(f"{config.name} [{checkpoint}] on {subset}", result)
     print(f"saved {out}")
     return 0

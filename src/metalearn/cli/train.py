@@ -12,6 +12,7 @@ import torch
 from metalearn.build import Subset, build_learner, build_tasks, is_rl
 from metalearn.cli.common import (
     add_config_arguments,
+    load_run,
     new_run_dir,
     read_config,
     resolve_config,
@@ -26,6 +27,7 @@ from metalearn.utils.seeding import seed_everything
 __all__ = [
     "add_parser",
     "evaluate_learner",
+    "print_result",
     "rl_adaptation",
     "run",
     "train_and_test",
@@ -56,10 +58,15 @@ def run(args: argparse.Namespace) -> int:
     result = train_and_test(config, run_dir, resume=bool(args.resume), test=not args.no_test)
     print(f"run folder: {run_dir}")
     if result is not None:
-        print(f"test {result.metric}: {result}")
-        for n_steps, summary in result.steps_summary().items():
-            print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
+        print_result(f"test {result.metric}", result)
     return 0
+
+
+def print_result(label: str, result: EvalResult) -> None:
+    """Print ``label: result`` and, for a sweep, the value after each number of steps."""
+    print(f"{label}: {result}")
+    for n_steps, summary in result.steps_summary().items():
+        print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
 
 
 def train_and_test(
@@ -84,9 +91,7 @@ def train_and_test(
     plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png")
     if not test:
         return None
-    from metalearn.cli.common import load_run  # the best checkpoint, as `evaluate` would load it
-
-    _, best, _ = load_run(run_dir)
+    _, best, _ = load_run(run_dir)  # the best checkpoint, as `evaluate` would load it
     result = evaluate_learner(config, best, "test", config.eval.episodes)
     write_result(result, run_dir / "test.json", config, "test")
     if is_rl(config):
