@@ -137,3 +137,20 @@ def test_evaluate_reads_a_folder_of_fixed_episodes_in_order(run_cli, protonet_ru
     )
     assert code == 1
     assert "missing" in err
+
+
+def test_predict_rejects_a_file_that_is_not_a_personal_model(run_cli, protonet_run, tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    code, _, err = run_cli("predict", str(tmp_path / "junk.pt"), str(tmp_path))
+    assert code == 1
+    assert "cannot read personal model" in err
+    code, _, err = run_cli("predict", str(protonet_run / "checkpoint.pt"), str(tmp_path))
+    assert code == 1
+    assert "not a personal model" in err
+
+
+def test_predict_names_an_image_path_that_does_not_exist(run_cli, protonet_run, support):
+    assert run_cli("adapt", str(protonet_run), str(support), "-o", "me.pt")[0] == 0
+    code, _, err = run_cli("predict", "me.pt", "no-such-image.png")
+    assert code == 1
+    assert "no-such-image.png" in err

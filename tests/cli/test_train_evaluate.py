@@ -145,3 +145,10 @@ def test_demo_trains_meta_tests_and_writes_a_report_with_plots(run_cli, data_roo
             png = Path("demo") / line[line.index("(") + 1 : -1]
             assert png.read_bytes()[:4] == b"\x89PNG", png
     assert "report: demo/report.md" in out
+
+
+def test_adapt_refuses_a_run_that_is_not_an_image_classifier(run_cli, tmp_path):
+    assert run_cli("train", *SINUSOID, "--train.steps=2", "--run-dir", "run", "--no-test")[0] == 0
+    code, _, err = run_cli("adapt", "run", str(tmp_path))
+    assert code == 2
+    assert "personalizes image classifiers" in err
