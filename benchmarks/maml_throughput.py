@@ -73,6 +73,7 @@ def _metalearn(
     *,
     auto_chunks: bool = True,
     plain_blocks: bool = False,
+    task_threads: int | None = None,
 ) -> Callable[[Workload], Callable[[], None]]:
     """metalearn's MAML on Conv4; the arguments select a path of ``meta_loss`` or a variant."""
 
@@ -93,6 +94,8 @@ def _metalearn(
             model, inner_lr=w.inner_lr, inner_steps=w.inner_steps, first_order=w.first_order
         )
         learner.chunk_size = chunk_size
+        if task_threads is not None:
+            learner.task_threads = task_threads
         if not auto_chunks:
             learner.chunk_numel = None
         optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
@@ -120,6 +123,10 @@ IMPLEMENTATIONS: dict[str, Callable[[Workload], Callable[[], None]]] = {
     "metalearn-one-by-one": _metalearn(vectorize=True, chunk_size=1),
     # the default path with Conv4's blocks in the plain layer order (pooling last)
     "metalearn-plain-blocks": _metalearn(plain_blocks=True),
+    # chunks run in turn, each with torch's intra-op threads
+    "metalearn-one-thread-per-op": _metalearn(task_threads=1),
+    # chunks on two threads at once, one intra-op thread each
+    "metalearn-task-threads-2": _metalearn(task_threads=2),
 }
 
 

@@ -60,12 +60,16 @@ def test_second_order_meta_loss_passes_gradcheck(vectorize):
 @pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-@pytest.mark.parametrize("chunk_size", [None, 2, 1], ids=["all", "chunks-of-2", "one-by-one"])
+@pytest.mark.parametrize(
+    ("chunk_size", "task_threads"),
+    [(None, 1), (2, 1), (1, 1), (1, 2)],
+    ids=["all", "chunks-of-2", "one-by-one", "tasks-on-2-threads"],  # 3 tasks: shares of 2 and 1
+)
 def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
-    model_fn, inner_steps, first_order, chunk_size
+    model_fn, inner_steps, first_order, chunk_size, task_threads
 ):
     learner = MAML(model_fn(), inner_lr=0.1, inner_steps=inner_steps, first_order=first_order)
-    learner.chunk_size = chunk_size
+    learner.chunk_size, learner.task_threads = chunk_size, task_threads
     x_shape = (1, 16, 16) if model_fn is tiny_conv else (4,)
     batch = classification_batch(x_shape=x_shape)
     assert_vmap_equals_loop(learner, batch)
@@ -97,14 +101,30 @@ def test_chunked_meta_loss_builds_no_graph_under_no_grad():
 
 
 @pytest.mark.parametrize(
-    ("n_query", "chunk_size", "expected"), [(1, None, 12), (15, None, 1), (15, 4, 4)]
+    ("n_query", "chunk_size", "task_threads", "expected"),
+    [(1, None, 1, 12), (15, None, 1, 1), (15, 4, 1, 4), (1, None, 2, 1), (1, 4, 2, 4)],
 )
-def test_tasks_per_chunk_fits_chunk_numel_unless_chunk_size_is_set(n_query, chunk_size, expected):
+def test_tasks_per_chunk_fits_chunk_numel_or_threads_unless_chunk_size_is_set(
+    n_query, chunk_size, task_threads, expected
+):
     # 5-way 1-shot at 28x28: 10 * 784 = 7840 input elements per task with 1 query per class
     learner = MAML(tiny_mlp(n_way=5))
     learner.chunk_size = chunk_size
+    learner.task_threads = task_threads
     batch = classification_batch(n_tasks=2, n_way=5, n_shot=1, n_query=n_query, x_shape=(28, 28))
     assert learner.tasks_per_chunk(batch) == expected
+
+
+def test_task_threads_keep_no_grad_and_restore_torch_threads():
+    learner = MAML(tiny_conv(), inner_lr=0.1)
+    learner.chunk_size, learner.task_threads = 1, 2
+    batch = classification_batch(n_tasks=4, x_shape=(1, 16, 16))
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        loss, _ = learner.meta_loss(batch)
+    assert loss.grad_fn is None
+    assert torch.get_num_threads() == threads
+    assert_close(loss, learner.meta_loss(batch, vectorize=False)[0].detach())
 
 
 def test_vmap_path_equals_loop_path_on_regression():

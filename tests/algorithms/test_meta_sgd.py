@@ -68,15 +68,19 @@ def test_second_order_meta_loss_passes_gradcheck_in_the_learning_rates():
 @pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-@pytest.mark.parametrize("chunk_size", [None, 2, 1], ids=["all", "chunks-of-2", "one-by-one"])
+@pytest.mark.parametrize(
+    ("chunk_size", "task_threads"),
+    [(None, 1), (2, 1), (1, 1), (1, 2)],
+    ids=["all", "chunks-of-2", "one-by-one", "tasks-on-2-threads"],  # 3 tasks: shares of 2 and 1
+)
 def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
-    chunk_size, model_fn, inner_steps, first_order
+    chunk_size, task_threads, model_fn, inner_steps, first_order
 ):
     learner = MetaSGD(model_fn(), inner_lr=0.1, inner_steps=inner_steps, first_order=first_order)
     with torch.no_grad():  # distinct rates, so that a mix-up of names would show
         for lr in learner.lrs.values():
             lr.uniform_(0.05, 0.15)
-    learner.chunk_size = chunk_size
+    learner.chunk_size, learner.task_threads = chunk_size, task_threads
     batch = classification_batch(x_shape=(1, 16, 16) if model_fn is tiny_conv else (4,))
     grads_v = assert_vmap_equals_loop(learner, batch)
     assert grads_v["lrs.head_weight"].abs().sum() > 0

@@ -8,7 +8,12 @@ serve every algorithm. Must not import ``metalearn.data`` or ``metalearn.trainin
 
 from __future__ import annotations
 
+import copy
+import itertools
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -23,6 +28,8 @@ from metalearn.utils.stats import accuracy
 __all__ = ["Learner", "require_n_way"]
 
 StateT = TypeVar("StateT")
+# a chunk's per-task losses, metrics and share of the meta-gradient (None when not eager)
+_ChunkResult = tuple[Tensor, Metrics, tuple[Tensor | None, ...] | None]
 
 
 def require_n_way(n_way: int | None) -> int:
@@ -51,10 +58,15 @@ class Learner(nn.Module, ABC, Generic[StateT]):
             learner's own parameters (a later ``backward`` hands it out, scaled by the incoming
             gradient), not a graph to other tensors that require grad, nor a second-order graph
             (``create_graph=True``).
+        task_threads: when chunks hold one task, the threads that run tasks concurrently, each
+            with one intra-op thread (1: tasks in turn, with torch's intra-op threads;
+            ``None``: as many as torch's intra-op threads). ``torch.func`` transforms may not
+            run in two threads at once, so chunks of several tasks (``vmap``) run in turn.
     """
 
     vectorize: bool = True
     chunk_size: int | None = None
+    task_threads: int | None = 1
 
     @abstractmethod
     def adapt(self, support_x: Tensor, support_y: Tensor, n_way: int | None) -> StateT:
@@ -120,46 +132,88 @@ class Learner(nn.Module, ABC, Generic[StateT]):
     def _chunked_meta_loss(self, batch: Episode, chunk_size: int) -> tuple[Tensor, Metrics]:
         """``vmap`` over chunks of tasks, taking each chunk's meta-gradient right away.
 
-        Only one chunk's autograd graph is alive at a time. The returned loss carries the summed
-        meta-gradient with respect to ``self.parameters()`` (see :class:`_PrecomputedGradient`).
+        Only the running chunks' autograd graphs are alive at a time. One-task chunks run on
+        :meth:`threads_for_tasks` threads at once, each with one intra-op thread; results are
+        combined in task order, so they do not depend on the scheduling of the threads. The
+        returned loss carries the summed meta-gradient with respect to ``self.parameters()``
+        (see :class:`_PrecomputedGradient`).
         """
         params = [p for p in self.parameters() if p.requires_grad]
         eager = torch.is_grad_enabled() and bool(params)
         n_tasks = batch.n_tasks
-        losses, metrics = [], []
+        chunks = [
+            Episode(*(t[start : start + chunk_size] for t in batch[:4]), batch.n_way)
+            for start in range(0, n_tasks, chunk_size)
+        ]
+
+        threads = min(self.threads_for_tasks(), len(chunks)) if chunk_size == 1 else 1
+        if threads > 1:
+            # each thread adapts with its own replica, whose modules functional_call may swap
+            # parameters in without racing the other threads; the parameters are shared
+            replicas = [self._replica() for _ in range(threads)]
+
+            def run_share(k: int) -> list[_ChunkResult]:
+                with torch.set_grad_enabled(grad_enabled):
+                    return [
+                        replicas[k]._run_chunk(c, params, eager, n_tasks)
+                        for c in chunks[k::threads]
+                    ]
+
+            grad_enabled = torch.is_grad_enabled()
+            with _intra_op_threads(1), ThreadPoolExecutor(threads) as pool:
+                shares = list(pool.map(run_share, range(threads)))
+            results = [shares[i % threads][i // threads] for i in range(len(chunks))]
+        else:
+            results = [self._run_chunk(chunk, params, eager, n_tasks) for chunk in chunks]
         grads: list[Tensor | None] = [None] * len(params)  # None: unused, as backward leaves it
-        for start in range(0, n_tasks, chunk_size):
-            part = slice(start, start + chunk_size)
-            chunk = Episode(
-                batch.support_x[part],
-                batch.support_y[part],
-                batch.query_x[part],
-                batch.query_y[part],
-                batch.n_way,
-            )
-            if chunk_size == 1:  # one task needs no vmap, whose batching rules add copies
-                task_loss, task_metrics = self.episode_loss(chunk.unbind()[0])
-                chunk_losses = task_loss[None]
-                chunk_metrics = {k: v[None] for k, v in task_metrics.items()}
-            else:
-                chunk_losses, chunk_metrics = vmap(
-                    self.episode_loss, in_dims=(BATCH_DIMS,), randomness="different"
-                )(chunk)
-            if eager and chunk_losses.requires_grad:
-                chunk_grads = torch.autograd.grad(
-                    chunk_losses.sum() / n_tasks, params, allow_unused=True
-                )
+        for _, _, chunk_grads in results:
+            if chunk_grads is not None:
                 grads = [
                     total if grad is None else grad if total is None else total + grad
                     for total, grad in zip(grads, chunk_grads, strict=True)
                 ]
-                chunk_losses = chunk_losses.detach()
-            losses.append(chunk_losses)
-            metrics.append(chunk_metrics)
-        loss = torch.cat(losses).mean()
+        loss = torch.cat([losses for losses, _, _ in results]).mean()
         if eager:
             loss = _PrecomputedGradient.apply(loss, grads, *params)
-        return loss, {k: torch.cat([m[k] for m in metrics]).mean() for k in metrics[0]}
+        names = results[0][1].keys()
+        return loss, {k: torch.cat([m[k] for _, m, _ in results]).mean() for k in names}
+
+    def _run_chunk(
+        self, chunk: Episode, params: list[Tensor], eager: bool, n_tasks: int
+    ) -> _ChunkResult:
+        """Return one chunk's losses, metrics and (when ``eager``) its meta-gradient share."""
+        if chunk.n_tasks == 1:  # one task needs no vmap, whose batching rules add copies
+            task_loss, task_metrics = self.episode_loss(chunk.unbind()[0])
+            losses = task_loss[None]
+            metrics = {k: v[None] for k, v in task_metrics.items()}
+        else:
+            losses, metrics = vmap(
+                self.episode_loss, in_dims=(BATCH_DIMS,), randomness="different"
+            )(chunk)
+        if not (eager and losses.requires_grad):
+            return losses, metrics, None
+        grads = torch.autograd.grad(losses.sum() / n_tasks, params, allow_unused=True)
+        return losses.detach(), metrics, grads
+
+    def threads_for_tasks(self) -> int:
+        """Return :attr:`task_threads`, or torch's intra-op thread count when it is ``None``."""
+        return torch.get_num_threads() if self.task_threads is None else self.task_threads
+
+    def _replica(self) -> Learner[StateT]:
+        """Return a copy of this learner's modules that shares its parameters and buffers."""
+        memo = {id(t): t for t in itertools.chain(self.parameters(), self.buffers())}
+        return copy.deepcopy(self, memo)
+
+
+@contextmanager
+def _intra_op_threads(n: int) -> Iterator[None]:
+    """Set torch's (process-wide) intra-op thread count to ``n`` for the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _PrecomputedGradient(torch.autograd.Function):

@@ -1,7 +1,12 @@
 """The functional inner loop shared by MAML, first-order MAML, ANIL, Meta-SGD, Reptile and meta-RL.
 
-Parameters are ``dict[str, Tensor]``; nothing is cloned or mutated. ``torch.func.grad`` works
-under ``torch.no_grad()``, so evaluation can adapt without building a second-order graph.
+Parameters are ``dict[str, Tensor]``; nothing is cloned or mutated. Under ``torch.no_grad()``
+evaluation adapts without building a second-order graph.
+
+Inside a ``torch.func`` transform (``vmap`` over tasks) the inner gradient is ``torch.func.grad``;
+elsewhere it is ``torch.autograd.grad``, which gives the same values and, unlike functorch's
+transforms, may run in several threads at once (the task threads of
+:class:`metalearn.algorithms.base.Learner`).
 """
 
 from __future__ import annotations
@@ -49,8 +54,30 @@ def gradient_descent(
         The adapted parameters ``fast_params``.
     """
     for _ in range(steps):
-        grads = torch.func.grad(loss_fn)(params)
-        if first_order:
-            grads = {name: g.detach() for name, g in grads.items()}
+        if torch._C._functorch.peek_interpreter_stack() is not None:  # inside vmap or grad
+            grads = torch.func.grad(loss_fn)(params)
+            if first_order:
+                grads = {name: g.detach() for name, g in grads.items()}
+        else:
+            grads = _autograd_grads(loss_fn, params, create_graph=not first_order)
         params = sgd_step(params, grads, lr)
     return params
+
+
+def _autograd_grads(
+    loss_fn: Callable[[Params], Tensor], params: Params, *, create_graph: bool
+) -> Params:
+    """``torch.func.grad(loss_fn)(params)`` with ``torch.autograd.grad`` (no functorch levels).
+
+    The gradient keeps its graph to ``params`` when ``create_graph`` and grad mode is on (as
+    ``torch.func.grad`` does), and is detached otherwise.
+    """
+    create_graph = create_graph and torch.is_grad_enabled()
+    with torch.enable_grad():
+        inputs = {
+            name: p if p.requires_grad else p.detach().requires_grad_()
+            for name, p in params.items()
+        }
+        loss = loss_fn(inputs)
+        grads = torch.autograd.grad(loss, list(inputs.values()), create_graph=create_graph)
+    return dict(zip(inputs, grads, strict=True))

@@ -54,6 +54,8 @@ class MAML(Learner[Params]):
             call in the batched path of :meth:`meta_loss` when :attr:`chunk_size` is ``None``:
             a chunk holds ``max(1, chunk_numel // numel_per_task)`` tasks, and larger tasks
             run one at a time without ``vmap``. ``None`` maps the whole meta-batch at once.
+        thread_numel: input elements per task from which tasks run one at a time, each on
+            one of :attr:`task_threads` threads (default ``None``: torch's intra-op threads).
 
     References:
         Finn, Abbeel and Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
@@ -62,6 +64,8 @@ class MAML(Learner[Params]):
 
     vectorize = True
     chunk_numel: int | None = 100_000
+    thread_numel: int = 1_000
+    task_threads = None
 
     def __init__(
         self,
@@ -95,22 +99,27 @@ class MAML(Learner[Params]):
         return self.inner_lr
 
     def tasks_per_chunk(self, batch: Episode) -> int | None:
-        """Return :attr:`chunk_size`, or else the tasks whose inputs fit in :attr:`chunk_numel`.
+        """Return :attr:`chunk_size`, or 1 (large tasks, several threads), or a ``vmap`` chunk.
 
-        Measured on the shared 2-core CPU (conv4, 28x28, meta-batch 32, second order, one
-        step). With 10 images per task (7840 input elements), chunks of 4 to 32 tasks all took
-        1.5 to 1.65 s per iteration at 1 thread, while at 2 threads on a loaded machine larger
-        chunks won (32: 2.1 s, 12: 2.5 s, 6: 2.7 s, 4: 3.3 s); memory grows with the chunk
-        (peak RSS 0.48 GB at 6 tasks, 1.05 GB at 32). With 80 images per task, one task at a
-        time without ``vmap`` (5.2 s, 0.48 GB at 1 thread) beat ``vmap`` over 2 tasks (6.3 s),
-        4 (7.9 s) and 32 (2.9 GB): per-task weights turn convs into grouped convs, and larger
-        intermediates fall out of cache. Small tasks (sinusoids) all go in one call.
+        Tasks with at least :attr:`thread_numel` input elements run one at a time, on
+        :meth:`threads_for_tasks` threads at once when there are several (a thread each, with
+        one intra-op thread). Measured on the shared 2-core CPU (conv4, 28x28, meta-batch 32,
+        second order, one step, 2 threads): 0.63 s per iteration with 10 images per task (vmap
+        chunks of 12 tasks: 0.82 s) and 2.1 s with 80 (one task at a time with 2 intra-op
+        threads: 4.5 s): small convs and elementwise passes barely gain from intra-op
+        threads, while tasks on separate threads scale almost linearly. Otherwise a chunk holds
+        the tasks whose inputs fit in :attr:`chunk_numel`: with one thread, chunks of 4 to 32
+        tasks of 10 images all took 1.5 to 1.65 s per iteration, while one task at a time
+        without ``vmap`` won at 80 images per task (5.2 s against 6.3 s for 2-task chunks).
+        Small tasks (sinusoids) all go in one ``vmap`` call.
         """
         if self.chunk_size is not None or self.chunk_numel is None:
             return self.chunk_size
         numel_per_task = (
             (batch.support_x[0].numel() + batch.query_x[0].numel()) if batch.is_batched else 1
         )
+        if numel_per_task >= self.thread_numel and self.threads_for_tasks() > 1:
+            return 1
         return max(1, self.chunk_numel // max(1, numel_per_task))
 
     def meta_params(self) -> Params:

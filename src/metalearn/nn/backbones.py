@@ -60,46 +60,27 @@ class TaskBatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the normalised ``x``, same shape ``(n, C, *spatial)``."""
-        centered, scale = self.center_and_scale(x)
+        centered, inv_std = self.center_and_inv_std(x)
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        if self.bias is None:
-            return centered * scale.view(shape)
-        return torch.addcmul(self.bias.view(shape), centered, scale.view(shape))
+        if self.weight is None or self.bias is None:
+            return centered * inv_std.view(shape)
+        return torch.addcmul(self.bias.view(shape), centered, (self.weight * inv_std).view(shape))
 
-    def center_and_scale(self, x: Tensor, sign: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Return ``sign * (x - mean)`` and the per-channel factor that normalises it.
-
-        ``y = centered * scale + bias`` is the output. With a per-channel ``sign`` (+1 or -1,
-        that of ``weight``), ``centered`` is flipped by it and ``scale`` is non-negative, so a
-        max-pool commutes with the affine map (:class:`ConvBlock` relies on this).
+    def center_and_inv_std(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``x - mean`` and ``1 / sqrt(var + eps)`` (per channel, shape ``(C,)``).
 
         Args:
             x: ``(n, C, *spatial)`` inputs.
-            sign: ``(C,)`` signs to fold into ``centered``, or ``None``.
-
-        Returns:
-            ``centered`` of the shape of ``x`` and ``scale`` of shape ``(C,)``.
         """
         dims = [0, *range(2, x.dim())]
-        shape = (1, -1) + (1,) * (x.dim() - 2)
         count = x.numel() // x.shape[1]
         # sum * (1/count) rather than mean: the backward of sum is a free expand, that of mean
         # a full-size division (the passes over full-size tensors dominate on CPU)
-        mean = x.sum(dim=dims, keepdim=True) * (1.0 / count)
-        # sign * x - sign * mean is exactly sign * (x - mean): one pass instead of two
-        centered = (
-            x - mean
-            if sign is None
-            else torch.addcmul(-mean * sign.view(shape), x, sign.view(shape))
-        )
-        # the squared norm's backward is one full-size product (2 * centered * grad); that of
-        # square().mean() is three passes
-        var = torch.linalg.vector_norm(centered, dim=dims).square() * (1.0 / count)
-        inv_std = torch.rsqrt(var + self.eps)
-        if self.weight is None:
-            return centered, inv_std
-        weight = self.weight if sign is None else self.weight * sign
-        return centered, weight * inv_std
+        centered = x - x.sum(dim=dims, keepdim=True) * (1.0 / count)
+        # a product and a sum: measured faster in second-order MAML than a vector norm (whose
+        # backward divides by the norm) or square() (whose backward doubles in an extra pass)
+        var = (centered * centered).sum(dim=dims) * (1.0 / count)
+        return centered, torch.rsqrt(var + self.eps)
 
     def extra_repr(self) -> str:
         """Return the constructor arguments shown by ``repr``."""
@@ -111,7 +92,8 @@ class ConvBlock(nn.Module):
 
     The max-pool is taken before the normalisation's affine map and the ReLU, which is the same
     function: both are per-channel and non-decreasing once the sign of the BatchNorm weight is
-    folded into the centred input, and the ReLU commutes with the max. The statistics still come
+    folded into the conv filter (which flips the normalised channel), and the ReLU commutes with
+    the max. The statistics still come
     from the full-resolution conv output. The elementwise work after the pool, in the forward
     pass and in the first- and second-order backward passes, is then a quarter of the size,
     which measurably speeds up second-order MAML (those passes are memory-bound on CPU).
@@ -133,16 +115,27 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(n, in_channels, H, W)`` to ``(n, out_channels, H // 2, W // 2)``."""
-        z = self.conv(x)
         if self.strided:
-            return torch.relu(self.norm(z))
+            return torch.relu(self.norm(self.conv(x)))
         weight, bias = self.norm.weight, self.norm.bias
         assert weight is not None  # the block's TaskBatchNorm is affine
         assert bias is not None
-        sign = torch.where(weight < 0, -1.0, 1.0).to(z.dtype).detach()
-        centered, scale = self.norm.center_and_scale(z, sign)
+        # Flipping a channel's filter flips its normalised output: with the sign of the BN
+        # weight folded into the conv, the affine scale |weight| / std is non-negative and the
+        # max-pool commutes with it (and nothing full-size is saved for the sign's product).
+        sign = torch.where(weight < 0, -1.0, 1.0).to(x.dtype).detach()
+        conv = self.conv
+        z = F.conv2d(
+            x,
+            conv.weight * sign.view(-1, 1, 1, 1),
+            None if conv.bias is None else conv.bias * sign,
+            conv.stride,
+            conv.padding,
+        )
+        centered, inv_std = self.norm.center_and_inv_std(z)
         pooled = F.max_pool2d(centered, 2)
-        return torch.relu(torch.addcmul(bias.view(1, -1, 1, 1), pooled, scale.view(1, -1, 1, 1)))
+        scale = (weight * sign * inv_std).view(1, -1, 1, 1)
+        return torch.relu(torch.addcmul(bias.view(1, -1, 1, 1), pooled, scale))
 
 
 class Conv4(nn.Module):
