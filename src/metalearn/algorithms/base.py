@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -142,7 +142,13 @@ class Learner(nn.Module, ABC, Generic[StateT]):
         eager = torch.is_grad_enabled() and bool(params)
         n_tasks = batch.n_tasks
         chunks = [
-            Episode(*(t[start : start + chunk_size] for t in batch[:4]), batch.n_way)
+            Episode(
+                batch.support_x[start : start + chunk_size],
+                batch.support_y[start : start + chunk_size],
+                batch.query_x[start : start + chunk_size],
+                batch.query_y[start : start + chunk_size],
+                batch.n_way,
+            )
             for start in range(0, n_tasks, chunk_size)
         ]
 
@@ -179,7 +185,7 @@ class Learner(nn.Module, ABC, Generic[StateT]):
         return loss, {k: torch.cat([m[k] for _, m, _ in results]).mean() for k in names}
 
     def _run_chunk(
-        self, chunk: Episode, params: list[Tensor], eager: bool, n_tasks: int
+        self, chunk: Episode, params: Sequence[Tensor], eager: bool, n_tasks: int
     ) -> _ChunkResult:
         """Return one chunk's losses, metrics and (when ``eager``) its meta-gradient share."""
         if chunk.n_tasks == 1:  # one task needs no vmap, whose batching rules add copies
