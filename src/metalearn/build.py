@@ -159,7 +159,9 @@ def build_learner(config: RunConfig) -> Learner[Any]:
     if algo.name in METRIC_ALGORITHMS:
         metric: dict[str, Callable[[], Learner[Any]]] = {
             "protonet": lambda: ProtoNet(model, distance=algo.distance),
-            "matching": lambda: MatchingNet(model, fce=algo.fce),
+            "matching": lambda: MatchingNet(
+                model, fce=algo.fce, fce_steps=algo.fce_steps, scale=algo.attention_scale
+            ),
             "siamese": lambda: SiameseNet(model),
         }
         return metric[algo.name]().to(torch.device(config.device))

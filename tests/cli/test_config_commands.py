@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from metalearn.cli.overrides import apply_overrides
-from metalearn.config import PRESETS, from_dict, get_preset, to_dict
+from metalearn.config import from_dict, to_dict
 from metalearn.errors import ConfigError
+from metalearn.presets import PRESETS, get_preset
 
 
 def test_presets_lists_every_paper_setting(run_cli):

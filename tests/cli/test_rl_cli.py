@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from metalearn.config import from_dict, get_preset
+from metalearn.config import from_dict
+from metalearn.presets import get_preset
 from metalearn.training import load_checkpoint, read_metrics
 
 pytest.importorskip("gymnasium")

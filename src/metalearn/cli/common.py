@@ -11,8 +11,9 @@ from typing import Any
 
 from metalearn.build import build_learner
 from metalearn.cli.overrides import apply_overrides
-from metalearn.config import RunConfig, from_dict, get_preset, to_dict
+from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.errors import CheckpointError, ConfigError
+from metalearn.presets import get_preset
 from metalearn.training import BEST_FILE, CHECKPOINT_FILE, load_checkpoint
 from metalearn.utils.io import atomic_write_text
 

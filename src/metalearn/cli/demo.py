@@ -17,7 +17,8 @@ from metalearn.cli.common import normalize_overrides
 from metalearn.cli.overrides import apply_overrides
 from metalearn.cli.plot import plot_run
 from metalearn.cli.train import train_and_test
-from metalearn.config import RunConfig, get_preset
+from metalearn.config import RunConfig
+from metalearn.presets import get_preset
 from metalearn.training.plots import plot_steps
 from metalearn.utils.io import atomic_write_text
 

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from metalearn.cli.common import add_config_arguments, resolve_config
-from metalearn.config import PRESETS, to_dict
+from metalearn.config import to_dict
+from metalearn.presets import PRESETS
 
 __all__ = ["add_parser", "run_config", "run_presets"]
 

@@ -1,0 +1,23 @@
+"""Config -> learner wiring: every algorithm option reaches the learner it configures."""
+
+from metalearn.build import build_learner
+from metalearn.cli.overrides import apply_overrides
+from metalearn.presets import get_preset
+
+
+def test_matching_options_reach_the_learner():
+    config = apply_overrides(
+        get_preset("matching-omniglot-5w1s"),
+        ["algorithm.fce=true", "algorithm.fce_steps=3", "algorithm.attention_scale=10"],
+    )
+    learner = build_learner(config)
+    assert learner.scale == 10.0
+    assert learner.query_context is not None
+    assert learner.query_context.steps == 3
+
+
+def test_matching_defaults_are_the_papers_omniglot_model():
+    learner = build_learner(get_preset("matching-omniglot-5w1s"))
+    assert learner.scale == 1.0
+    assert learner.support_context is None
+    assert learner.query_context is None
