@@ -1,7 +1,10 @@
 """Config -> learner wiring: every algorithm option reaches the learner it configures."""
 
+import pytest
+
 from metalearn.build import build_learner
 from metalearn.cli.overrides import apply_overrides
+from metalearn.errors import ConfigError
 from metalearn.presets import get_preset
 
 
@@ -21,3 +24,16 @@ def test_matching_defaults_are_the_papers_omniglot_model():
     assert learner.scale == 1.0
     assert learner.support_context is None
     assert learner.query_context is None
+
+
+def test_maml_plus_plus_options_reach_maml_and_are_refused_elsewhere():
+    options = ["algorithm.inner_steps=3", "algorithm.per_step_lrs=true"]
+    learner = build_learner(
+        apply_overrides(
+            get_preset("maml-omniglot-5w1s"), [*options, "algorithm.multi_step_loss=50"]
+        )
+    )
+    assert learner.step_lrs is not None
+    assert learner.multi_step_loss == 50
+    with pytest.raises(ConfigError, match="MAML\\+\\+ options"):
+        build_learner(apply_overrides(get_preset("meta-sgd-omniglot-5w1s"), options))

@@ -176,9 +176,18 @@ def build_learner(config: RunConfig) -> Learner[Any]:
         "eval_inner_steps": algo.eval_inner_steps,
         "vectorize": algo.vectorize,
     }
+    maml_plus_plus: dict[str, Any] = {
+        "per_step_lrs": algo.per_step_lrs,
+        "multi_step_loss": algo.multi_step_loss,
+    }
+    if algo.name not in ("maml", "fomaml") and (algo.per_step_lrs or algo.multi_step_loss):
+        raise ConfigError(
+            "--algorithm.per_step_lrs and --algorithm.multi_step_loss are MAML++ options of "
+            f"maml and fomaml, not of {algo.name}"
+        )
     gradient: dict[str, Callable[[], Learner[Any]]] = {
-        "maml": lambda: MAML(model, **kwargs),
-        "fomaml": lambda: MAML(model, first_order=True, **kwargs),
+        "maml": lambda: MAML(model, **kwargs, **maml_plus_plus),
+        "fomaml": lambda: MAML(model, first_order=True, **kwargs, **maml_plus_plus),
         "meta-sgd": lambda: MetaSGD(model, **kwargs),
         "anil": lambda: ANIL(model, **kwargs),
         "reptile": lambda: Reptile(model, **kwargs),

@@ -89,6 +89,11 @@ class AlgorithmConfig:
     attention_scale: float = 1.0
     """Matching Networks: inverse temperature of the softmax over cosine similarities (1 in
     the paper)."""
+    per_step_lrs: bool = False
+    """MAML/FOMAML: MAML++'s learned learning rate per adapted tensor and inner step (LSLR)."""
+    multi_step_loss: int = 0
+    """MAML/FOMAML: MAML++'s multi-step loss (MSL), annealed to the last step over this many
+    meta-iterations; 0: off."""
     vectorize: bool | None = None
     """Batched (``true``) or looped (``false``) meta-batch; ``None``: the measured default."""
 

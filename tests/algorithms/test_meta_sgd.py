@@ -58,7 +58,7 @@ def test_second_order_meta_loss_passes_gradcheck_in_the_learning_rates():
 
     def meta_loss(*lrs):
         # replaces the learned rates by the gradcheck inputs for this call only
-        learner.inner_lrs = lambda: dict(zip(names, lrs, strict=True))
+        learner.inner_lrs = lambda step=0: dict(zip(names, lrs, strict=True))
         return learner.meta_loss(batch)[0]
 
     lrs = tuple(lr.detach().clone().requires_grad_() for lr in learner.inner_lrs().values())

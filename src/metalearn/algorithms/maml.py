@@ -7,17 +7,18 @@ build on :class:`MAML` in their own modules. Must not import ``metalearn.data``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from metalearn.algorithms.base import Learner
 from metalearn.algorithms.inner import gradient_descent
 from metalearn.episode import Episode
-from metalearn.types import Params
+from metalearn.types import Metrics, Params
 
-__all__ = ["ANIL", "MAML"]
+__all__ = ["ANIL", "MAML", "lr_keys"]
 
 
 class MAML(Learner[Params]):
@@ -44,6 +45,12 @@ class MAML(Learner[Params]):
             ``("head",)``; ``None`` adapts every parameter. The others keep their
             meta-values during adaptation (ANIL).
         vectorize: default path of :meth:`meta_loss`; ``None`` keeps the measured class default.
+        per_step_lrs: MAML++'s learned per-layer per-step learning rates (LSLR): every
+            adapted tensor gets one meta-learned rate per inner step, initialised to
+            ``inner_lr`` (in :attr:`step_lrs`).
+        multi_step_loss: MAML++'s multi-step loss (MSL): in training, the meta-loss weighs
+            the query losses after every inner step, annealed towards the last step over this
+            many meta-iterations (:meth:`step_loss_weights`); 0 turns it off.
 
     Attributes:
         inner_steps: inner steps in training mode.
@@ -60,12 +67,14 @@ class MAML(Learner[Params]):
     References:
         Finn, Abbeel and Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
         Networks." ICML 2017.
+        Antoniou, Edwards and Storkey. "How to train your MAML." ICLR 2019 (MAML++).
     """
 
     vectorize = True
     chunk_numel: int | None = 100_000
     thread_numel: int = 1_000
     task_threads = None
+    meta_iterations: Tensor  # a buffer, with multi_step_loss only
 
     def __init__(
         self,
@@ -77,6 +86,8 @@ class MAML(Learner[Params]):
         first_order: bool = False,
         adapted: Sequence[str] | None = None,
         vectorize: bool | None = None,
+        per_step_lrs: bool = False,
+        multi_step_loss: int = 0,
     ) -> None:
         super().__init__()
         _reject_native_batch_norm(model)
@@ -88,15 +99,80 @@ class MAML(Learner[Params]):
         self.adapted_names = _select_names(model, adapted)
         if vectorize is not None:
             self.vectorize = vectorize
+        self.step_lrs: nn.ParameterDict | None = None
+        if per_step_lrs:
+            self._lr_keys = lr_keys(self.adapted_names)
+            self.step_lrs = nn.ParameterDict(
+                {
+                    key: nn.Parameter(torch.full((inner_steps,), inner_lr))
+                    for key in self._lr_keys.values()
+                }
+            )
+        if multi_step_loss < 0:
+            raise ValueError(f"multi_step_loss={multi_step_loss} must be >= 0 (0: off)")
+        self.multi_step_loss = multi_step_loss
+        if multi_step_loss:
+            # counts meta-iterations for the annealing; a buffer, so checkpoints resume it
+            self.register_buffer("meta_iterations", torch.zeros((), dtype=torch.long))
 
     @property
     def current_inner_steps(self) -> int:
         """``inner_steps`` in training mode, ``eval_inner_steps`` in evaluation mode."""
         return self.inner_steps if self.training else self.eval_inner_steps
 
-    def inner_lrs(self) -> float | Mapping[str, Tensor]:
-        """Return the inner learning rate: a scalar, or a tensor per adapted parameter name."""
-        return self.inner_lr
+    def inner_lrs(self, step: int = 0) -> float | Mapping[str, Tensor]:
+        """Return the inner learning rate of ``step``: a scalar, or a tensor per parameter name.
+
+        With ``per_step_lrs``, each adapted tensor's learned rate for that step; steps beyond
+        the trained ``inner_steps`` (a longer evaluation) reuse the last step's rates.
+        """
+        if self.step_lrs is None:
+            return self.inner_lr
+        step = min(step, self.inner_steps - 1)
+        return {name: self.step_lrs[key][step] for name, key in self._lr_keys.items()}
+
+    def step_loss_weights(self) -> list[float]:
+        """Return the weights of the query losses after each inner step (MAML++'s annealing).
+
+        Uniform at the start of meta-training; over ``multi_step_loss`` meta-iterations every
+        step but the last decays linearly to ``0.03 / steps`` and the last grows to take up
+        the rest, as in MAML++ (there per epoch of 500 iterations, here per iteration).
+        """
+        n = self.inner_steps
+        if not self.multi_step_loss or n < 2:
+            return [0.0] * (n - 1) + [1.0]
+        progress = int(self.meta_iterations) / (n * self.multi_step_loss)
+        floor = 0.03 / n
+        early = max(1.0 / n - progress, floor)
+        last = min(1.0 / n + (n - 1) * progress, 1.0 - (n - 1) * floor)
+        return [early] * (n - 1) + [last]
+
+    def episode_loss(self, episode: Episode) -> tuple[Tensor, Metrics]:
+        """Return the query loss after the inner steps, and its metrics.
+
+        With ``multi_step_loss`` in training, the loss is the weighted sum of the query losses
+        after each step (:meth:`step_loss_weights`); the metrics are those after the last.
+        """
+        if not (self.multi_step_loss and self.training and self.inner_steps > 1):
+            return super().episode_loss(episode)
+        weights = self.step_loss_weights()
+        loss = torch.zeros((), dtype=episode.query_x.dtype, device=episode.query_x.device)
+        for weight, state in zip(
+            weights,
+            self.adaptation(episode.support_x, episode.support_y, episode.n_way),
+            strict=True,
+        ):
+            output = self.predict(state, episode.query_x)
+            step_loss = self.query_loss(output, episode.query_y, episode.n_way)
+            loss = loss + weight * step_loss
+        return loss, self.metrics(output, episode.query_y, step_loss, episode.n_way)
+
+    def meta_loss(self, batch: Episode, *, vectorize: bool | None = None) -> tuple[Tensor, Metrics]:
+        """See :meth:`Learner.meta_loss`; also counts training meta-iterations (multi-step loss)."""
+        result = super().meta_loss(batch, vectorize=vectorize)
+        if self.multi_step_loss and self.training and torch.is_grad_enabled():
+            self.meta_iterations += 1
+        return result
 
     def tasks_per_chunk(self, batch: Episode) -> int | None:
         """Return :attr:`chunk_size`, or 1 (large tasks, several threads), or a ``vmap`` chunk.
@@ -134,6 +210,15 @@ class MAML(Learner[Params]):
             support_y: ``(n_support,)`` labels, or ``(n_support, y_dim)`` regression targets.
             n_way: number of classes; ``None`` for regression (mean squared error).
         """
+        state = self.meta_params()
+        for state in self.adaptation(support_x, support_y, n_way):  # noqa: B007 (the last)
+            pass
+        return state
+
+    def adaptation(
+        self, support_x: Tensor, support_y: Tensor, n_way: int | None
+    ) -> Iterator[Params]:
+        """Yield every parameter of ``model`` after each inner step (arguments of :meth:`adapt`)."""
         params = self.meta_params()
         fixed = {name: p for name, p in params.items() if name not in self.adapted_names}
 
@@ -142,14 +227,16 @@ class MAML(Learner[Params]):
             # The inner loss is the same task loss as the query loss (CE or MSE).
             return self.query_loss(output, support_y, n_way)
 
-        fast_params = gradient_descent(
-            support_loss,
-            {name: params[name] for name in self.adapted_names},
-            steps=self.current_inner_steps,
-            lr=self.inner_lrs(),
-            first_order=self.first_order,
-        )
-        return {**fixed, **fast_params}
+        fast_params = {name: params[name] for name in self.adapted_names}
+        for step in range(self.current_inner_steps):
+            fast_params = gradient_descent(
+                support_loss,
+                fast_params,
+                steps=1,
+                lr=self.inner_lrs(step),
+                first_order=self.first_order,
+            )
+            yield {**fixed, **fast_params}
 
     def predict(self, state: Params, query_x: Tensor) -> Tensor:
         """Return logits ``(n_query, n_way)`` or predictions at the fast parameters ``state``."""
@@ -187,6 +274,21 @@ class ANIL(MAML):
             adapted=(head,),
             vectorize=vectorize,
         )
+
+
+def lr_keys(names: Sequence[str]) -> dict[str, str]:
+    """Map parameter names to ``ParameterDict`` keys (``.`` -> ``_``; module keys have no dots).
+
+    Raises:
+        ValueError: if two names collide once their dots are replaced.
+    """
+    keys = {name: name.replace(".", "_") for name in names}
+    if len(set(keys.values())) != len(keys):
+        raise ValueError(
+            f"parameter names {list(keys)} collide once '.' is replaced by '_'; "
+            "rename the submodules of the model"
+        )
+    return keys
 
 
 def _reject_native_batch_norm(model: nn.Module) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from metalearn.algorithms.maml import MAML
+from metalearn.algorithms.maml import MAML, lr_keys
 
 __all__ = ["MetaSGD"]
 
@@ -63,12 +63,7 @@ class MetaSGD(MAML):
             vectorize=vectorize,
         )
         params = self.meta_params()
-        keys = {name: name.replace(".", "_") for name in self.adapted_names}
-        if len(set(keys.values())) != len(keys):
-            raise ValueError(
-                f"parameter names {list(keys)} collide once '.' is replaced by '_'; "
-                "rename the submodules of the model"
-            )
+        keys = lr_keys(self.adapted_names)
         self._lr_keys = keys
         self.lrs = nn.ParameterDict(
             {
@@ -77,6 +72,6 @@ class MetaSGD(MAML):
             }
         )
 
-    def inner_lrs(self) -> Mapping[str, Tensor]:
+    def inner_lrs(self, step: int = 0) -> Mapping[str, Tensor]:
         """Return the learning-rate tensor of every adapted parameter, by parameter name."""
         return {name: self.lrs[key] for name, key in self._lr_keys.items()}
