@@ -115,6 +115,14 @@ def test_tasks_per_chunk_fits_chunk_numel_or_threads_unless_chunk_size_is_set(
     assert learner.tasks_per_chunk(batch) == expected
 
 
+def test_task_threads_are_for_cpu_tasks_only():
+    learner = MAML(tiny_mlp(n_way=5))
+    learner.task_threads = 2
+    batch = classification_batch(n_tasks=2, n_way=5, n_shot=1, n_query=1, x_shape=(28, 28))
+    assert learner.tasks_per_chunk(batch) == 1
+    assert learner.tasks_per_chunk(batch.to(torch.device("meta"))) == 12
+
+
 def test_task_threads_keep_no_grad_and_restore_torch_threads():
     learner = MAML(tiny_conv(), inner_lr=0.1)
     learner.chunk_size, learner.task_threads = 1, 2

@@ -187,14 +187,16 @@ class MAML(Learner[Params]):
         the tasks whose inputs fit in :attr:`chunk_numel`: with one thread, chunks of 4 to 32
         tasks of 10 images all took 1.5 to 1.65 s per iteration, while one task at a time
         without ``vmap`` won at 80 images per task (5.2 s against 6.3 s for 2-task chunks).
-        Small tasks (sinusoids) all go in one ``vmap`` call.
+        Small tasks (sinusoids) all go in one ``vmap`` call, and so do tasks on an accelerator,
+        up to :attr:`chunk_numel`.
         """
         if self.chunk_size is not None or self.chunk_numel is None:
             return self.chunk_size
         numel_per_task = (
             (batch.support_x[0].numel() + batch.query_x[0].numel()) if batch.is_batched else 1
         )
-        if numel_per_task >= self.thread_numel and self.threads_for_tasks() > 1:
+        on_cpu = batch.support_x.device.type == "cpu"  # threads are for CPU ops
+        if on_cpu and numel_per_task >= self.thread_numel and self.threads_for_tasks() > 1:
             return 1
         return max(1, self.chunk_numel // max(1, numel_per_task))
 
