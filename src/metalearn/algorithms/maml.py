@@ -213,8 +213,8 @@ class MAML(Learner[Params]):
             n_way: number of classes; ``None`` for regression (mean squared error).
         """
         state = self.meta_params()
-        for state in self.adaptation(support_x, support_y, n_way):  # noqa: B007 (the last)
-            pass
+        for fast_params in self.adaptation(support_x, support_y, n_way):
+            state = fast_params
         return state
 
     def adaptation(
