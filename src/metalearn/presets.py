@@ -148,8 +148,8 @@ def _all_presets() -> dict[str, RunConfig]:
 def _reptile(n_way: int, n_shot: int) -> RunConfig:
     """Reptile (Nichol et al. 2018): inner SGD steps, outer SGD towards the adapted weights.
 
-    The paper's inner Adam is replaced by plain SGD, and its outer step 1 annealed to 0 by
-    a constant outer SGD rate (``train.outer_lr``).
+    The paper's inner Adam is replaced by plain SGD; the outer SGD step size is annealed
+    linearly from 1 to 0 over the run (``train.lr_anneal``), as in the paper.
     """
     base = _maml_omniglot(n_way, n_shot)
     return replace(
@@ -159,7 +159,14 @@ def _reptile(n_way: int, n_shot: int) -> RunConfig:
         reference="Nichol et al. 2018 and openai/supervised-reptile (5 inner steps, batch 5)",
         model=ModelConfig(),
         algorithm=AlgorithmConfig(name="reptile", inner_lr=0.1, inner_steps=5, eval_inner_steps=50),
-        train=replace(base.train, meta_batch_size=5, optimizer="sgd", outer_lr=1.0, steps=100_000),
+        train=replace(
+            base.train,
+            meta_batch_size=5,
+            optimizer="sgd",
+            outer_lr=1.0,
+            lr_anneal=True,
+            steps=100_000,
+        ),
     )
 
 

@@ -107,6 +107,36 @@ def test_metrics_jsonl_holds_train_and_val_rows_with_step_lr_and_elapsed(tmp_pat
     assert result.val_metrics == {"accuracy": val[-1]["accuracy"]}
 
 
+def test_lr_anneal_decays_the_outer_rate_linearly_to_zero(tmp_path):
+    cfg = dataclasses.replace(CFG, lr_decay_every=0, lr_anneal=True)
+    _run(tmp_path, cfg)
+    train = [r for r in read_metrics(tmp_path / METRICS_FILE) if r["split"] == "train"]
+    # after k of 12 steps the rate is 0.01 * (1 - k / 12)
+    assert [r["lr"] for r in train] == pytest.approx([0.01 * (1 - k / 12) for k in range(2, 13, 2)])
+
+
+def test_an_annealed_run_resumes_exactly_and_only_with_the_same_steps(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(CFG, lr_decay_every=0, lr_anneal=True, checkpoint_every=3)
+    full, _ = _run(tmp_path / "full", cfg)
+    sample_batch, calls = GaussianTasks.sample_batch, []
+
+    def crash_at_step_8(self, n_tasks):
+        calls.append(n_tasks)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return sample_batch(self, n_tasks)
+
+    monkeypatch.setattr(GaussianTasks, "sample_batch", crash_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "cut", cfg)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="steps"):  # another length, another schedule
+        _run(tmp_path / "cut", dataclasses.replace(cfg, steps=24), resume=True)
+    resumed, _ = _run(tmp_path / "cut", cfg, resume=True)
+    for name, value in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+
+
 def test_resume_drops_rows_logged_after_the_checkpoint_and_a_torn_line(tmp_path):
     _run(tmp_path / "full", CFG)
     _run(tmp_path / "cut", dataclasses.replace(CFG, steps=6))
@@ -326,13 +356,14 @@ def test_diverging_loss_raises_training_diverged_error():
         ("optimizer", "rmsprop"),
         ("grad_clip", 0.0),
         ("lr_decay_gamma", 1.5),
+        ("lr_anneal", True),  # with CFG's lr_decay_every
         ("log_every", 0),
         ("val_metric", "f1"),
     ],
 )
 def test_train_config_rejects_invalid_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
-        TrainConfig(**{field: value})
+        dataclasses.replace(CFG, **{field: value})
 
 
 def test_resume_needs_a_run_dir():

@@ -63,6 +63,9 @@ class TrainConfig:
     (ProtoNet: 2000 episodes, one per step); 0 keeps it constant."""
     lr_decay_gamma: float = 0.5
     """Factor of each learning-rate decay, in ``(0, 1]``."""
+    lr_anneal: bool = False
+    """Anneal the outer learning rate linearly from ``outer_lr`` to 0 over ``steps`` (Reptile's
+    outer step size); not combined with ``lr_decay_every``."""
     eval_every: int = 500
     """Call ``validate()`` every this many steps and at the last one; 0 never validates."""
     checkpoint_every: int = 500
@@ -88,6 +91,11 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or None"),
             (0 < self.lr_decay_gamma <= 1, "lr_decay_gamma", "must be in (0, 1]"),
             (self.lr_decay_every >= 0, "lr_decay_every", "must be >= 0 (0: off)"),
+            (
+                not (self.lr_anneal and self.lr_decay_every),
+                "lr_anneal",
+                "cannot be combined with lr_decay_every (choose one schedule)",
+            ),
             (self.eval_every >= 0, "eval_every", "must be >= 0 (0: off)"),
             (self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: last step only)"),
             (self.log_every >= 1, "log_every", "must be >= 1"),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim import SGD, Adam, Optimizer
-from torch.optim.lr_scheduler import LRScheduler, StepLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, StepLR
 
 from metalearn.episode import TaskSource
 from metalearn.errors import CheckpointError, ConfigError
@@ -28,7 +28,7 @@ from metalearn.types import Metrics
 if TYPE_CHECKING:
     from metalearn.training.loop import MetaObjective, TrainConfig
 
-__all__ = ["RESUME_MUST_MATCH", "TrainState", "meta_update_hook"]
+__all__ = ["RESUME_MUST_MATCH", "LinearToZero", "TrainState", "meta_update_hook"]
 
 RESUME_MUST_MATCH = (
     "optimizer",
@@ -37,11 +37,27 @@ RESUME_MUST_MATCH = (
     "grad_clip",
     "lr_decay_every",
     "lr_decay_gamma",
+    "lr_anneal",
     "val_metric",
     "seed",
 )
 """TrainConfig fields a resumed run must share with its checkpoint (they shape the trajectory
-or the best-checkpoint choice); ``steps`` and the every-N settings may change."""
+or the best-checkpoint choice); ``steps`` (unless ``lr_anneal``) and the every-N settings may
+change."""
+
+
+class LinearToZero:
+    """Learning-rate factor ``1 - step / steps`` (0 from ``steps`` on), as in Reptile's code.
+
+    A class rather than a lambda, so that ``LambdaLR.state_dict`` stores it in checkpoints.
+    """
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __call__(self, step: int) -> float:
+        """Return the factor of the learning rate after ``step`` outer steps."""
+        return max(0.0, 1.0 - step / max(1, self.steps))
 
 
 def meta_update_hook(objective: object) -> Callable[[Any], Metrics] | None:
@@ -94,6 +110,8 @@ class TrainState:
         optimizer: Optimizer = (
             Adam(params, lr=cfg.outer_lr) if cfg.optimizer == "adam" else SGD(params, cfg.outer_lr)
         )
+        if cfg.lr_anneal:
+            return optimizer, LambdaLR(optimizer, LinearToZero(cfg.steps))
         if not cfg.lr_decay_every:
             return optimizer, None
         return optimizer, StepLR(optimizer, cfg.lr_decay_every, cfg.lr_decay_gamma)
@@ -171,7 +189,9 @@ class TrainState:
                 "with the learner the run was started with"
             )
         saved, current = payload["train_config"], dataclasses.asdict(self.cfg)
-        for name in RESUME_MUST_MATCH:
+        # an annealed learning rate is a function of the total steps
+        must_match = RESUME_MUST_MATCH + (("steps",) if self.cfg.lr_anneal else ())
+        for name in must_match:
             if name in saved and saved[name] != current[name]:
                 raise CheckpointError(
                     f"{path} was trained with TrainConfig.{name}={saved[name]!r}, this run has "
