@@ -88,7 +88,7 @@ class AlgorithmConfig:
     """Matching Networks with ``fce``: processing steps of the query attention LSTM."""
     attention_scale: float = 1.0
     """Matching Networks: inverse temperature of the softmax over cosine similarities (1 in
-    the paper)."""
+    the paper; 10 trained far better on Omniglot, see BENCHMARKS.md)."""
     per_step_lrs: bool = False
     """MAML/FOMAML: MAML++'s learned learning rate per adapted tensor and inner step (LSLR)."""
     multi_step_loss: int = 0
