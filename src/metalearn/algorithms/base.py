@@ -157,6 +157,7 @@ class Learner(nn.Module, ABC, Generic[StateT]):
             # each thread adapts with its own replica, whose modules functional_call may swap
             # parameters in without racing the other threads; the parameters are shared
             replicas = [self._replica() for _ in range(threads)]
+            grad_enabled = torch.is_grad_enabled()  # grad mode is per thread
 
             def run_share(k: int) -> list[_ChunkResult]:
                 with torch.set_grad_enabled(grad_enabled):
@@ -165,7 +166,6 @@ class Learner(nn.Module, ABC, Generic[StateT]):
                         for c in chunks[k::threads]
                     ]
 
-            grad_enabled = torch.is_grad_enabled()
             with _intra_op_threads(1), ThreadPoolExecutor(threads) as pool:
                 shares = list(pool.map(run_share, range(threads)))
             results = [shares[i % threads][i // threads] for i in range(len(chunks))]
