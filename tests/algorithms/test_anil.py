@@ -9,7 +9,8 @@ from gradient_fixtures import (
 )
 from torch.testing import assert_close
 
-from metalearn.algorithms.maml import ANIL, MAML
+from metalearn.algorithms.anil import ANIL
+from metalearn.algorithms.maml import MAML
 
 
 def test_adaptation_leaves_the_body_untouched_and_changes_the_head():

@@ -5,9 +5,10 @@ Gradient-based: :class:`MAML` (and first-order MAML via ``first_order=True``), :
 :class:`SiameseNet`. Must not import ``metalearn.data`` or ``metalearn.training``.
 """
 
+from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.base import Learner, require_n_way
 from metalearn.algorithms.inner import gradient_descent, sgd_step
-from metalearn.algorithms.maml import ANIL, MAML
+from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.matching import MatchingNet
 from metalearn.algorithms.meta_sgd import MetaSGD
 from metalearn.algorithms.protonet import ProtoNet

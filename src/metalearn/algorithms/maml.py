@@ -1,8 +1,8 @@
-"""MAML (second and first order) and ANIL: learn an initialisation that adapts in a few steps.
+"""MAML (second and first order, with MAML++'s options): learn an initialisation that adapts.
 
-Both adapt with :func:`metalearn.algorithms.inner.gradient_descent` on the support loss and
-predict with ``torch.func.functional_call``; ANIL adapts only the head. Meta-SGD and Reptile
-build on :class:`MAML` in their own modules. Must not import ``metalearn.data``.
+It adapts with :func:`metalearn.algorithms.inner.gradient_descent` on the support loss and
+predicts with ``torch.func.functional_call``. ANIL, Meta-SGD and Reptile build on :class:`MAML`
+in their own modules. Must not import ``metalearn.data``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from metalearn.algorithms.inner import gradient_descent
 from metalearn.episode import Episode
 from metalearn.types import Metrics, Params
 
-__all__ = ["ANIL", "MAML", "lr_keys"]
+__all__ = ["MAML", "lr_keys"]
 
 
 class MAML(Learner[Params]):
@@ -243,39 +243,6 @@ class MAML(Learner[Params]):
     def predict(self, state: Params, query_x: Tensor) -> Tensor:
         """Return logits ``(n_query, n_way)`` or predictions at the fast parameters ``state``."""
         return functional_call(self.model, state, (query_x,))
-
-
-class ANIL(MAML):
-    """Almost No Inner Loop: MAML that adapts only the head; the body is meta-learned only.
-
-    Same arguments as :class:`MAML`, with ``head`` naming the adapted submodule instead of
-    ``adapted``.
-
-    References:
-        Raghu, Raghu, Bengio and Vinyals. "Rapid Learning or Feature Reuse? Towards
-        Understanding the Effectiveness of MAML." ICLR 2020.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        head: str = "head",
-        inner_lr: float = 0.01,
-        inner_steps: int = 1,
-        eval_inner_steps: int | None = None,
-        first_order: bool = False,
-        vectorize: bool | None = None,
-    ) -> None:
-        super().__init__(
-            model,
-            inner_lr=inner_lr,
-            inner_steps=inner_steps,
-            eval_inner_steps=eval_inner_steps,
-            first_order=first_order,
-            adapted=(head,),
-            vectorize=vectorize,
-        )
 
 
 def lr_keys(names: Sequence[str]) -> dict[str, str]:
