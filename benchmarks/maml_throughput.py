@@ -125,8 +125,6 @@ IMPLEMENTATIONS: dict[str, Callable[[Workload], Callable[[], None]]] = {
     "metalearn-plain-blocks": _metalearn(plain_blocks=True),
     # chunks run in turn, each with torch's intra-op threads
     "metalearn-one-thread-per-op": _metalearn(task_threads=1),
-    # chunks on two threads at once, one intra-op thread each
-    "metalearn-task-threads-2": _metalearn(task_threads=2),
 }
 
 

@@ -6,6 +6,7 @@ Imported by name (``from gradient_fixtures import ...``), as tests/training does
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.testing import assert_close
@@ -32,6 +33,15 @@ def hand_episode() -> Episode:
         return torch.tensor([[v]], dtype=torch.float64)
 
     return Episode(t(2.0), t(1.0), t(3.0), t(2.0), None)
+
+
+BATCHED_PATHS = pytest.mark.parametrize(
+    ("chunk_size", "task_threads"),
+    [(None, 1), (2, 1), (1, 1), (1, 2)],
+    ids=["all", "chunks-of-2", "one-by-one", "tasks-on-2-threads"],  # 3 tasks: shares of 2 and 1
+)
+"""Parametrizes a test over the batched paths of ``Learner.meta_loss`` (``chunk_size`` and
+``task_threads`` of the learner)."""
 
 
 def tiny_conv(n_way: int = 3) -> nn.Module:

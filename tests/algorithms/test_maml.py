@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from gradient_fixtures import (
+    BATCHED_PATHS,
     Scalar,
     assert_vmap_equals_loop,
     classification_batch,
@@ -60,11 +61,7 @@ def test_second_order_meta_loss_passes_gradcheck(vectorize):
 @pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-@pytest.mark.parametrize(
-    ("chunk_size", "task_threads"),
-    [(None, 1), (2, 1), (1, 1), (1, 2)],
-    ids=["all", "chunks-of-2", "one-by-one", "tasks-on-2-threads"],  # 3 tasks: shares of 2 and 1
-)
+@BATCHED_PATHS
 def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
     model_fn, inner_steps, first_order, chunk_size, task_threads
 ):

@@ -69,7 +69,7 @@ class Reptile(MAML):
     def episode_loss(self, episode: Episode) -> tuple[Tensor, Metrics]:
         """Return the surrogate ``0.5 * ||phi - sg(theta~)||^2`` and the query metrics."""
         # no graph to the meta-parameters: the surrogate treats the adapted weights as constants
-        # (torch.func.grad inside adapt opens its own autograd level, so it still adapts)
+        # (gradient_descent takes its inner gradients with grad enabled, so it still adapts)
         with torch.no_grad():
             fast_params = self.adapt(episode.support_x, episode.support_y, episode.n_way)
             output = self.predict(fast_params, episode.query_x)

@@ -93,10 +93,10 @@ class ConvBlock(nn.Module):
     The max-pool is taken before the normalisation's affine map and the ReLU, which is the same
     function: both are per-channel and non-decreasing once the sign of the BatchNorm weight is
     folded into the conv filter (which flips the normalised channel), and the ReLU commutes with
-    the max. The statistics still come
-    from the full-resolution conv output. The elementwise work after the pool, in the forward
-    pass and in the first- and second-order backward passes, is then a quarter of the size,
-    which measurably speeds up second-order MAML (those passes are memory-bound on CPU).
+    the max. The statistics still come from the full-resolution conv output. The elementwise
+    work after the pool, in the forward pass and in the first- and second-order backward
+    passes, is then a quarter of the size, which measurably speeds up second-order MAML (those
+    passes are memory-bound on CPU).
     Gradients are those of the plain order, ties included (both pick the first maximum of a
     pooling window), unless a BatchNorm weight is exactly zero or rounding makes two different
     values equal after the affine map.
