@@ -13,6 +13,7 @@ from gradient_fixtures import (
     meta_grads,
     tiny_conv,
 )
+from torch import nn
 from torch.testing import assert_close
 
 from metalearn.algorithms.maml import MAML
@@ -98,6 +99,16 @@ def test_maml_plus_plus_batched_paths_equal_the_loop(chunk_size, task_threads, f
     (loss_v, metrics_v, grads), (loss_l, metrics_l, grads_l) = results
     assert_close((loss_v, metrics_v, grads), (loss_l, metrics_l, grads_l))
     assert all(grads[f"step_lrs.{key}"].abs().sum() > 0 for key in ("head_weight", "head_bias"))
+
+
+def test_per_step_learning_rates_refuse_names_that_collide_as_keys():
+    model = nn.Module()
+    model.a = nn.Module()
+    model.a.b_c = nn.Parameter(torch.zeros(1))
+    model.a_b = nn.Module()
+    model.a_b.c = nn.Parameter(torch.zeros(1))  # "a.b_c" and "a_b.c" both become "a_b_c"
+    with pytest.raises(ValueError, match="collide"):
+        MAML(model, per_step_lrs=True)
 
 
 def test_multi_step_loss_needs_a_non_negative_length():
