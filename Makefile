@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 METALEARN_DATA ?= ../shared/datasets
+# absolute, so that tests running commands in other folders find the same data root
+override METALEARN_DATA := $(abspath $(METALEARN_DATA))
 export METALEARN_DATA
 # OpenMP threads that spin while idle slow a shared 2-core machine down many times over.
 export OMP_WAIT_POLICY ?= PASSIVE
