@@ -5,6 +5,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.testing import assert_close
 
+from metalearn.nn import backbones
 from metalearn.nn.backbones import MLP, Conv4, ConvBlock, TaskBatchNorm
 
 
@@ -89,9 +90,18 @@ def test_task_batch_norm_without_affine_only_standardises():
     assert list(TaskBatchNorm(3, affine=False).parameters()) == []
 
 
+@pytest.fixture(params=[False, True], ids=["conv-kept", "conv-redone-in-slices"])
+def recompute_conv(request, monkeypatch):
+    """Both ConvBlock paths; the one that redoes the conv uses slices of one or two images."""
+    if request.param:
+        monkeypatch.setattr(backbones, "_SLICE_NUMEL", 300)
+    return request.param
+
+
 @pytest.mark.parametrize("size", [8, 7], ids=["even", "odd"])
-def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size):
+def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size, recompute_conv):
     block = ConvBlock(3, 4).double()
+    block.recompute_conv = recompute_conv
     with torch.no_grad():  # negative BatchNorm weights exercise the sign folding
         block.norm.weight.copy_(torch.tensor([1.5, -0.7, 0.3, -2.0]))
         block.norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
@@ -116,6 +126,24 @@ def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size):
     assert_close(hessian_vector, hessian_vector_ref)
 
 
+def test_first_block_keeps_no_full_resolution_tensor_for_backward():
+    # the memory saving of ConvBlock's first block: everything saved for backward is smaller
+    # than the conv output (a deeper block keeps the conv output itself)
+    x = torch.randn(6, 1, 8, 8, requires_grad=True)
+    for block, keeps_conv_output in [(ConvBlock(1, 8), False), (ConvBlock(8, 8), True)]:
+        assert block.recompute_conv is not keeps_conv_output
+        saved: list[int] = []
+
+        def pack(t, saved=saved):
+            saved.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            block(x if block.conv.in_channels == 1 else x.expand(-1, 8, -1, -1))
+        full_resolution = 6 * 8 * 8 * 8
+        assert (max(saved) >= full_resolution) is keeps_conv_output
+
+
 def test_strided_conv_block_is_conv_batchnorm_relu():
     block = ConvBlock(2, 3, strided=True).double()
     x = torch.randn(4, 2, 9, 9, dtype=torch.float64)
@@ -124,11 +152,14 @@ def test_strided_conv_block_is_conv_batchnorm_relu():
     assert block(x).shape == (4, 3, 5, 5)
 
 
-def test_second_order_meta_gradient_under_vmap_matches_finite_differences():
+def test_second_order_meta_gradient_under_vmap_matches_finite_differences(recompute_conv):
     # PyTorch's native BatchNorm fails this under vmap (0.4% to 2% relative error in float64);
-    # the elementary-op TaskBatchNorm must agree with central differences to round-off.
+    # the elementary-op TaskBatchNorm must agree with central differences to round-off, and
+    # so must ConvBlock's autograd functions.
     torch.manual_seed(1)
     model = Conv4(1, out_features=3, hidden_channels=3, image_size=16).double()
+    for block in model.features:
+        block.recompute_conv = recompute_conv
     names = [n for n, _ in model.named_parameters()]
     n_tasks, x = 3, torch.randn(3, 12, 1, 16, 16, dtype=torch.float64)
     y = torch.arange(3).repeat(4).expand(n_tasks, -1)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -166,8 +167,14 @@ class Learner(nn.Module, ABC, Generic[StateT]):
                         for c in chunks[k::threads]
                     ]
 
-            with _intra_op_threads(1), ThreadPoolExecutor(threads) as pool:
-                shares = list(pool.map(run_share, range(threads)))
+            with _intra_op_threads(1):
+                # this thread runs the first share: one malloc arena fewer holding a task's peak
+                others = [_task_pool(threads - 1).submit(run_share, k) for k in range(1, threads)]
+                try:
+                    first = run_share(0)
+                finally:
+                    wait(others)  # never leave a share running after an error
+                shares = [first] + [share.result() for share in others]
             results = [shares[i % threads][i // threads] for i in range(len(chunks))]
         else:
             results = [self._run_chunk(chunk, params, eager, n_tasks) for chunk in chunks]
@@ -209,6 +216,24 @@ class Learner(nn.Module, ABC, Generic[StateT]):
         """Return a copy of this learner's modules that shares its parameters and buffers."""
         memo = {id(t): t for t in itertools.chain(self.parameters(), self.buffers())}
         return copy.deepcopy(self, memo)
+
+
+_TASK_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _task_pool(workers: int) -> ThreadPoolExecutor:
+    """Return this process's pool of ``workers`` task threads, created on first use.
+
+    The threads live on between meta-iterations because glibc gives every new thread a malloc
+    arena, and each arena keeps the memory of the largest task it served (measured on the
+    heavy throughput workload: peak RSS 0.56-0.57 GB with a new pool per call, 0.48-0.49 GB
+    with this pool). Keyed by process id: a forked child has the pool object but not its
+    threads.
+    """
+    key = (os.getpid(), workers)
+    if key not in _TASK_POOLS:
+        _TASK_POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task")
+    return _TASK_POOLS[key]
 
 
 @contextmanager
