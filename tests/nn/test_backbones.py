@@ -90,12 +90,13 @@ def test_task_batch_norm_without_affine_only_standardises():
     assert list(TaskBatchNorm(3, affine=False).parameters()) == []
 
 
-@pytest.fixture(params=[False, True], ids=["conv-kept", "conv-redone-in-slices"])
+@pytest.fixture(params=["elementary", "conv-kept", "conv-redone-in-slices"])
 def recompute_conv(request, monkeypatch):
-    """Both ConvBlock paths; the one that redoes the conv uses slices of one or two images."""
-    if request.param:
-        monkeypatch.setattr(backbones, "_SLICE_NUMEL", 300)
-    return request.param
+    """ConvBlock's three paths: small outputs (elementary ops), or large ones (here above 300
+    elements) with the conv output kept or the conv redone, in slices of one or two images."""
+    if request.param != "elementary":
+        monkeypatch.setattr(backbones, "_LARGE_NUMEL", 300)
+    return request.param == "conv-redone-in-slices"
 
 
 @pytest.mark.parametrize("size", [8, 7], ids=["even", "odd"])
@@ -126,9 +127,10 @@ def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size, 
     assert_close(hessian_vector, hessian_vector_ref)
 
 
-def test_first_block_keeps_no_full_resolution_tensor_for_backward():
+def test_first_block_keeps_no_full_resolution_tensor_for_backward(monkeypatch):
     # the memory saving of ConvBlock's first block: everything saved for backward is smaller
-    # than the conv output (a deeper block keeps the conv output itself)
+    # than a large conv output (a deeper block keeps the conv output itself)
+    monkeypatch.setattr(backbones, "_LARGE_NUMEL", 300)
     x = torch.randn(6, 1, 8, 8, requires_grad=True)
     for block, keeps_conv_output in [(ConvBlock(1, 8), False), (ConvBlock(8, 8), True)]:
         assert block.recompute_conv is not keeps_conv_output

@@ -133,7 +133,13 @@ class ConvBlock(nn.Module):
         conv = self.conv
         conv_weight = conv.weight * sign.view(-1, 1, 1, 1)
         conv_bias = None if conv.bias is None else conv.bias * sign
-        if self.recompute_conv:
+        if x.shape[0] * conv.out_channels * x.shape[2] * x.shape[3] <= _LARGE_NUMEL:
+            # elementary ops: for small tensors the autograd functions' Python calls cost more
+            # than the memory they save (and their backward needs the GIL, which threads share)
+            z = F.conv2d(x, conv_weight, conv_bias, padding=1)
+            centered, inv_std = self.norm.center_and_inv_std(z)
+            pooled = F.max_pool2d(centered, 2)
+        elif self.recompute_conv:
             pooled, inv_std, _ = _ConvPooledStandardization.apply(
                 x, conv_weight, conv_bias, self.norm.eps
             )
@@ -145,6 +151,9 @@ class ConvBlock(nn.Module):
 
 
 _STAT_DIMS = (0, 2, 3)  # per channel of (n, C, H, W)
+# conv outputs of more elements (4 MB in float32) take the autograd functions below, and a
+# redone conv runs in slices of this size
+_LARGE_NUMEL = 2**20
 
 
 def _pooled_standardization(z: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -192,12 +201,9 @@ def _conv_mean(x: Tensor, weight: Tensor, bias: Tensor | None, count: int) -> Te
     return mean if bias is None else mean + bias.view(1, -1, 1, 1)
 
 
-_SLICE_NUMEL = 2**20  # elements of a conv output redone at a time (4 MB in float32)
-
-
 def _batch_slices(n: int, item_numel: int) -> list[slice]:
-    """Split ``n`` items into slices of about ``_SLICE_NUMEL`` elements (one item or more)."""
-    step = max(1, _SLICE_NUMEL // item_numel)
+    """Split ``n`` items into slices of about ``_LARGE_NUMEL`` elements (one item or more)."""
+    step = max(1, _LARGE_NUMEL // item_numel)
     return [slice(start, start + step) for start in range(0, n, step)]
 
 
@@ -241,7 +247,7 @@ class _ConvPooledStandardization(torch.autograd.Function):
 
     For a conv whose input is much smaller than its output (a network's first block: one
     channel in, 64 out) the output is the largest tensor of the whole network and the conv is
-    cheap to redo. Forward and backward compute it in slices of the batch (``_SLICE_NUMEL``
+    cheap to redo. Forward and backward compute it in slices of the batch (``_LARGE_NUMEL``
     elements), so no full-size tensor is ever alive: the mean comes first, from one conv of
     the batch's sum (the conv is linear). Nothing full-size is saved for backward either. On
     the heavy throughput workload (one MAML task, 75 query images) this and
