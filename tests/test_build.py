@@ -28,12 +28,12 @@ def test_matching_defaults_are_the_papers_omniglot_model():
 
 def test_maml_plus_plus_options_reach_maml_and_are_refused_elsewhere():
     options = ["algorithm.inner_steps=3", "algorithm.per_step_lrs=true"]
+    annealing = ["algorithm.multi_step_loss=50", "algorithm.first_order_iterations=20"]
     learner = build_learner(
-        apply_overrides(
-            get_preset("maml-omniglot-5w1s"), [*options, "algorithm.multi_step_loss=50"]
-        )
+        apply_overrides(get_preset("maml-omniglot-5w1s"), [*options, *annealing])
     )
     assert learner.step_lrs is not None
-    assert learner.multi_step_loss == 50
-    with pytest.raises(ConfigError, match="MAML\\+\\+ options"):
-        build_learner(apply_overrides(get_preset("meta-sgd-omniglot-5w1s"), options))
+    assert (learner.multi_step_loss, learner.first_order_iterations) == (50, 20)
+    for refused in [options, annealing[1:]]:
+        with pytest.raises(ConfigError, match="MAML\\+\\+ options"):
+            build_learner(apply_overrides(get_preset("meta-sgd-omniglot-5w1s"), refused))

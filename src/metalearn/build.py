@@ -179,11 +179,13 @@ def build_learner(config: RunConfig) -> Learner[Any]:
     maml_plus_plus: dict[str, Any] = {
         "per_step_lrs": algo.per_step_lrs,
         "multi_step_loss": algo.multi_step_loss,
+        "first_order_iterations": algo.first_order_iterations,
     }
-    if algo.name not in ("maml", "fomaml") and (algo.per_step_lrs or algo.multi_step_loss):
+    if algo.name not in ("maml", "fomaml") and any(maml_plus_plus.values()):
         raise ConfigError(
-            "--algorithm.per_step_lrs and --algorithm.multi_step_loss are MAML++ options of "
-            f"maml and fomaml, not of {algo.name}"
+            "--algorithm.per_step_lrs, --algorithm.multi_step_loss and "
+            "--algorithm.first_order_iterations are MAML++ options of maml and fomaml, not of "
+            f"{algo.name}"
         )
     gradient: dict[str, Callable[[], Learner[Any]]] = {
         "maml": lambda: MAML(model, **kwargs, **maml_plus_plus),

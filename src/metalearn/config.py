@@ -94,6 +94,9 @@ class AlgorithmConfig:
     multi_step_loss: int = 0
     """MAML/FOMAML: MAML++'s multi-step loss (MSL), annealed to the last step over this many
     meta-iterations; 0: off."""
+    first_order_iterations: int = 0
+    """MAML: MAML++'s derivative-order annealing (DA), first order for this many
+    meta-iterations, then second order; 0: off."""
     vectorize: bool | None = None
     """Batched (``true``) or looped (``false``) meta-batch; ``None``: the measured default."""
 

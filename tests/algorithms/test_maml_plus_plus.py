@@ -1,4 +1,5 @@
-"""MAML++ options of MAML: per-step learned learning rates (LSLR) and the multi-step loss (MSL).
+"""MAML++ options of MAML: per-step learned learning rates (LSLR), the multi-step loss (MSL)
+and derivative-order annealing (DA).
 
 Hand example (STYLE.md): f(w) = w x, support (x=2, y=1), query (x=3, y=2), loss (w x - y)^2,
 w = 1.5. The support gradient is 2 x (w x - y) = 4 (2 w - 1), so g(1.5) = 8.
@@ -111,6 +112,22 @@ def test_per_step_learning_rates_refuse_names_that_collide_as_keys():
         MAML(model, per_step_lrs=True)
 
 
-def test_multi_step_loss_needs_a_non_negative_length():
-    with pytest.raises(ValueError, match="multi_step_loss=-1"):
-        MAML(Scalar(), multi_step_loss=-1)
+@pytest.mark.parametrize("option", ["multi_step_loss", "first_order_iterations"])
+def test_annealing_lengths_must_be_non_negative(option):
+    with pytest.raises(ValueError, match=f"{option}=-1"):
+        MAML(Scalar(), **{option: -1})
+
+
+def test_derivative_order_annealing_is_first_order_then_second_order():
+    # the hand values of test_maml.py: dL/dw = 0.6 first order, 0.12 second order
+    learner = MAML(Scalar(1.5), inner_lr=0.1, first_order_iterations=2).double()
+    grads = []
+    for _ in range(3):
+        learner.zero_grad()
+        learner.meta_loss(hand_episode())[0].backward()
+        grads.append(learner.model.w.grad.item())
+    assert grads == pytest.approx([0.6, 0.6, 0.12])
+    assert learner.current_first_order is False
+    learner.meta_iterations.zero_()
+    learner.eval()  # evaluation needs no meta-gradient: it keeps the learner's own order
+    assert learner.current_first_order is False

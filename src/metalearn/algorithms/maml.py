@@ -51,6 +51,8 @@ class MAML(Learner[Params]):
         multi_step_loss: MAML++'s multi-step loss (MSL): in training, the meta-loss weighs
             the query losses after every inner step, annealed towards the last step over this
             many meta-iterations (:meth:`step_loss_weights`); 0 turns it off.
+        first_order_iterations: MAML++'s derivative-order annealing (DA): the first this many
+            training meta-iterations are first order, the rest second order.
 
     Attributes:
         inner_steps: inner steps in training mode.
@@ -74,7 +76,7 @@ class MAML(Learner[Params]):
     chunk_numel: int | None = 100_000
     thread_numel: int = 1_000
     task_threads = None
-    meta_iterations: Tensor  # a buffer, with multi_step_loss only
+    meta_iterations: Tensor  # a buffer, with multi_step_loss or first_order_iterations only
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class MAML(Learner[Params]):
         vectorize: bool | None = None,
         per_step_lrs: bool = False,
         multi_step_loss: int = 0,
+        first_order_iterations: int = 0,
     ) -> None:
         super().__init__()
         _reject_native_batch_norm(model)
@@ -108,12 +111,29 @@ class MAML(Learner[Params]):
                     for key in self._lr_keys.values()
                 }
             )
-        if multi_step_loss < 0:
-            raise ValueError(f"multi_step_loss={multi_step_loss} must be >= 0 (0: off)")
+        for name, value in [
+            ("multi_step_loss", multi_step_loss),
+            ("first_order_iterations", first_order_iterations),
+        ]:
+            if value < 0:
+                raise ValueError(f"{name}={value} must be >= 0 (0: off)")
         self.multi_step_loss = multi_step_loss
-        if multi_step_loss:
+        self.first_order_iterations = first_order_iterations
+        if self.counts_meta_iterations:
             # counts meta-iterations for the annealing; a buffer, so checkpoints resume it
             self.register_buffer("meta_iterations", torch.zeros((), dtype=torch.long))
+
+    @property
+    def counts_meta_iterations(self) -> bool:
+        """Whether an option anneals over meta-iterations (counted in :attr:`meta_iterations`)."""
+        return bool(self.multi_step_loss or self.first_order_iterations)
+
+    @property
+    def current_first_order(self) -> bool:
+        """:attr:`first_order`, or whether training is still in its first-order iterations."""
+        if self.first_order or not (self.first_order_iterations and self.training):
+            return self.first_order
+        return int(self.meta_iterations) < self.first_order_iterations
 
     @property
     def current_inner_steps(self) -> int:
@@ -168,9 +188,9 @@ class MAML(Learner[Params]):
         return loss, self.metrics(output, episode.query_y, step_loss, episode.n_way)
 
     def meta_loss(self, batch: Episode, *, vectorize: bool | None = None) -> tuple[Tensor, Metrics]:
-        """See :meth:`Learner.meta_loss`; also counts training meta-iterations (multi-step loss)."""
+        """See :meth:`Learner.meta_loss`; also counts training meta-iterations (MAML++)."""
         result = super().meta_loss(batch, vectorize=vectorize)
-        if self.multi_step_loss and self.training and torch.is_grad_enabled():
+        if self.counts_meta_iterations and self.training and torch.is_grad_enabled():
             self.meta_iterations += 1
         return result
 
@@ -230,13 +250,14 @@ class MAML(Learner[Params]):
             return self.query_loss(output, support_y, n_way)
 
         fast_params = {name: params[name] for name in self.adapted_names}
+        first_order = self.current_first_order
         for step in range(self.current_inner_steps):
             fast_params = gradient_descent(
                 support_loss,
                 fast_params,
                 steps=1,
                 lr=self.inner_lrs(step),
-                first_order=self.first_order,
+                first_order=first_order,
             )
             yield {**fixed, **fast_params}
 
