@@ -105,10 +105,19 @@ class ConvBlock(nn.Module):
     pooling window), unless a BatchNorm weight is exactly zero or rounding makes two different
     values equal after the affine map.
 
+    Conv outputs of more than ``2**20`` elements (a task's 75 query images in the first block)
+    take autograd functions that keep less for backward: the statistics and the pool keep only
+    the conv output, and with :attr:`recompute_conv` not even that.
+
     Args:
         in_channels: input channels.
         out_channels: conv filters.
         strided: use a stride-2 conv and no pooling (MAML's Omniglot variant).
+
+    Attributes:
+        recompute_conv: redo a large conv output in slices of the batch, in forward and in
+            backward, rather than keep it; by default when ``4 * in_channels <= out_channels``
+            (a first block), where the conv is cheap and its output the network's largest.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, strided: bool = False) -> None:
@@ -116,7 +125,6 @@ class ConvBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2 if strided else 1, padding=1)
         self.norm = TaskBatchNorm(out_channels)
         self.strided = strided
-        # redo the conv in slices rather than keep its output, when its input is much smaller
         self.recompute_conv = 4 * in_channels <= out_channels
 
     def forward(self, x: Tensor) -> Tensor:
