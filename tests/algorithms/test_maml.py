@@ -20,6 +20,7 @@ from torch.testing import assert_close
 
 from metalearn.algorithms.maml import MAML
 from metalearn.episode import Episode
+from metalearn.nn import backbones
 from metalearn.nn.backbones import MLP
 
 # --- hand computations (STYLE.md): w=1.5, support (2, 1), query (3, 2), alpha=0.1 -------------
@@ -70,6 +71,23 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
     x_shape = (1, 16, 16) if model_fn is tiny_conv else (4,)
     batch = classification_batch(x_shape=x_shape)
     assert_vmap_equals_loop(learner, batch)
+
+
+@pytest.mark.parametrize("inner_steps", [1, 5])
+@pytest.mark.parametrize(
+    ("chunk_size", "task_threads"), [(None, 1), (1, 2)], ids=["vmap", "tasks-on-2-threads"]
+)
+def test_lean_conv_blocks_give_the_elementary_ops_meta_gradient(
+    inner_steps, chunk_size, task_threads, monkeypatch
+):
+    # Conv4's autograd functions for large conv outputs (here every output above 100 elements;
+    # the first block redoes its conv in slices) against the elementary-op loop, in float64
+    learner = MAML(tiny_conv(), inner_lr=0.1, inner_steps=inner_steps)
+    learner.chunk_size, learner.task_threads = chunk_size, task_threads
+    batch = classification_batch(x_shape=(1, 16, 16))
+    expected = meta_grads(learner, batch, vectorize=False)
+    monkeypatch.setattr(backbones, "_LARGE_NUMEL", 100)
+    assert_close(meta_grads(learner, batch, vectorize=True), expected)
 
 
 def test_chunked_meta_loss_hands_out_its_gradient_scaled_by_the_incoming_one():
