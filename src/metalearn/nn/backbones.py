@@ -105,7 +105,7 @@ class ConvBlock(nn.Module):
     pooling window), unless a BatchNorm weight is exactly zero or rounding makes two different
     values equal after the affine map.
 
-    Conv outputs of more than ``2**20`` elements (a task's 75 query images in the first block)
+    Conv outputs of more than ``2**19`` elements (a task's 75 query images in the first two blocks)
     take autograd functions that keep less for backward: the statistics and the pool keep only
     the conv output, and with :attr:`recompute_conv` not even that.
 
@@ -159,9 +159,9 @@ class ConvBlock(nn.Module):
 
 
 _STAT_DIMS = (0, 2, 3)  # per channel of (n, C, H, W)
-# conv outputs of more elements (4 MB in float32) take the autograd functions below, and a
+# conv outputs of more elements (2 MB in float32) take the autograd functions below, and a
 # redone conv runs in slices of this size
-_LARGE_NUMEL = 2**20
+_LARGE_NUMEL = 2**19
 
 
 def _pooled_standardization(z: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
