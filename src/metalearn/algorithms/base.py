@@ -225,10 +225,10 @@ def _task_pool(workers: int) -> ThreadPoolExecutor:
     """Return this process's pool of ``workers`` task threads, created on first use.
 
     The threads live on between meta-iterations because glibc gives every new thread a malloc
-    arena, and each arena keeps the memory of the largest task it served (measured on the
-    heavy throughput workload: peak RSS 0.56-0.57 GB with a new pool per call, 0.48-0.49 GB
-    with this pool). Keyed by process id: a forked child has the pool object but not its
-    threads.
+    arena, and each arena keeps the memory of the largest task it served (throwaway
+    measurements on the heavy throughput workload: peak RSS 0.56-0.57 GB with a new pool per
+    call, 0.48-0.49 GB with this pool). Keyed by process id: a forked child has the pool
+    object but not its threads.
     """
     key = (os.getpid(), workers)
     if key not in _TASK_POOLS:
