@@ -68,7 +68,7 @@ def synthetic_batch(w: Workload, seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 def _metalearn(
-    vectorize: bool | None = None,
+    batched: bool | None = None,
     chunk_size: int | None = None,
     *,
     auto_chunks: bool = True,
@@ -78,18 +78,14 @@ def _metalearn(
     """metalearn's MAML on Conv4; the arguments select a path of ``meta_loss`` or a variant."""
 
     def make_step(w: Workload) -> Callable[[], None]:
-        from torch import nn
-
         from metalearn.algorithms.maml import MAML
         from metalearn.episode import Episode
         from metalearn.nn.backbones import Conv4
 
         model = Conv4(1, out_features=N_WAY)
         if plain_blocks:  # the same function in the plain order conv -> BN -> ReLU -> max-pool
-            for i, block in enumerate(model.features):
-                model.features[i] = nn.Sequential(
-                    block.conv, block.norm, nn.ReLU(), nn.MaxPool2d(2)
-                )
+            for block in model.features:
+                block.lean = False
         learner = MAML(
             model, inner_lr=w.inner_lr, inner_steps=w.inner_steps, first_order=w.first_order
         )
@@ -103,7 +99,7 @@ def _metalearn(
 
         def step() -> None:
             optimizer.zero_grad()
-            loss, _ = learner.meta_loss(batch, vectorize=vectorize)
+            loss, _ = learner.meta_loss(batch, batched=batched)
             loss.backward()
             optimizer.step()
 
@@ -116,11 +112,11 @@ IMPLEMENTATIONS: dict[str, Callable[[Workload], Callable[[], None]]] = {
     # the default: vmap over chunks that fit MAML.chunk_numel, each chunk's backward at once
     "metalearn": _metalearn(),
     # the reference: a Python loop over tasks, one graph for the whole meta-batch
-    "metalearn-loop": _metalearn(vectorize=False),
+    "metalearn-loop": _metalearn(batched=False),
     # one vmap over all 32 tasks, one graph
-    "metalearn-vmap-all": _metalearn(vectorize=True, auto_chunks=False),
+    "metalearn-vmap-all": _metalearn(batched=True, auto_chunks=False),
     # one task at a time without vmap, each task's backward at once (as learn2learn's examples)
-    "metalearn-one-by-one": _metalearn(vectorize=True, chunk_size=1),
+    "metalearn-one-by-one": _metalearn(batched=True, chunk_size=1),
     # the default path with Conv4's blocks in the plain layer order (pooling last)
     "metalearn-plain-blocks": _metalearn(plain_blocks=True),
     # chunks run in turn, each with torch's intra-op threads

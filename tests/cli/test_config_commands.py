@@ -89,13 +89,13 @@ def test_overrides_parse_optional_bool_and_tuple_fields():
     config = apply_overrides(
         get_preset("maml-sinusoid"),
         [
-            "algorithm.vectorize=false",
+            "algorithm.batched=false",
             "algorithm.eval_inner_steps=none",
             "train.grad_clip=1.5",
             "eval.inner_steps=(0, 3)",
         ],
     )
-    assert config.algorithm.vectorize is False
+    assert config.algorithm.batched is False
     assert config.algorithm.eval_inner_steps is None
     assert config.train.grad_clip == 1.5
     assert config.eval.inner_steps == (0, 3)
