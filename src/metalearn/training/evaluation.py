@@ -146,8 +146,8 @@ def meta_test(
 
     Raises:
         ConfigError: if ``batch_size < 1``, ``inner_steps`` is invalid or the learner has no
-            ``eval_inner_steps``, there are no episodes, or regression predictions are not
-            shaped like the targets.
+            ``eval_inner_steps``, ``transductive=False`` for an object that is no ``Learner``,
+            there are no episodes, or regression predictions are not shaped like the targets.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be >= 1")
