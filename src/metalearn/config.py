@@ -188,7 +188,7 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         section = dict(values.get(name, {}))
         if name == "eval" and "inner_steps" in section:
             section["inner_steps"] = tuple(section["inner_steps"])
-        if name == "algorithm" and "vectorize" in section:  # its name before 0.2
+        if name == "algorithm" and "vectorize" in section:  # its former name (run folders)
             section["batched"] = section.pop("vectorize")
         values[name] = cls(**section)
     return RunConfig(**values)

@@ -124,3 +124,10 @@ def test_the_installed_console_script_runs():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown preset")
+
+
+def test_a_run_config_written_before_the_rename_of_vectorize_still_loads():
+    data = to_dict(get_preset("maml-sinusoid"))
+    del data["algorithm"]["batched"]
+    data["algorithm"]["vectorize"] = False
+    assert from_dict(data).algorithm.batched is False
