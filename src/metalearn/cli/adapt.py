@@ -13,8 +13,14 @@ from typing import Any
 
 import torch
 
-from metalearn.applications import Personalized, load_support_folder, personalize
-from metalearn.build import GRADIENT_ALGORITHMS, build_learner, image_channels
+from metalearn.applications import (
+    Personalized,
+    Rejection,
+    calibrate_on_classes,
+    load_support_folder,
+    personalize,
+)
+from metalearn.build import GRADIENT_ALGORITHMS, build_dataset, build_learner, image_channels
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
@@ -34,6 +40,20 @@ def add_parser(subparsers: Any) -> None:
     adapt.add_argument("support", help="folder of <class>/<images>: your few labelled examples")
     adapt.add_argument("-o", "--out", default="personal.pt", help="personal model file to write")
     add_invert_argument(adapt)
+    adapt.add_argument(
+        "--reject",
+        type=float,
+        metavar="RECALL",
+        help="answer 'unknown' for images far from every class, with a threshold that keeps "
+        "this fraction of known-class images of validation episodes (e.g. 0.95)",
+    )
+    adapt.add_argument(
+        "--calibration-episodes",
+        type=int,
+        default=300,
+        metavar="N",
+        help="validation episodes that calibrate --reject (default 300)",
+    )
     adapt.set_defaults(run=run_adapt)
     predict = subparsers.add_parser("predict", help="classify images with a personal model")
     predict.add_argument("model", help="personal model file written by `metalearn adapt`")
@@ -50,6 +70,7 @@ def run_adapt(args: argparse.Namespace) -> int:
             f"{config.name} is a {config.data.dataset} run: `adapt` personalizes image "
             "classifiers; use `metalearn evaluate` to adapt RL or regression runs to new tasks"
         )
+    _check_reject(args)
     invert = resolve_invert(config, args.invert)
     channels = image_channels(config)
     support_x, support_y, names = load_support_folder(
@@ -57,6 +78,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     )
     n_way = config.data.n_way if config.algorithm.name in GRADIENT_ALGORITHMS else None
     personalize(learner, support_x, support_y, names, n_way=n_way)
+    rejection = None if args.reject is None else _calibrate(config, learner, support_y, args)
     payload = {
         "format": FORMAT,
         "config": to_dict(config),
@@ -66,6 +88,7 @@ def run_adapt(args: argparse.Namespace) -> int:
         "class_names": names,
         "invert": invert,
         "channels": channels,
+        "rejection": None if rejection is None else rejection.to_dict(),
     }
     atomic_save(payload, args.out)
     n_examples = len(support_y)
@@ -92,7 +115,37 @@ def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:
     personal = personalize(
         learner, payload["support_x"], payload["support_y"], payload["class_names"]
     )
+    if payload.get("rejection") is not None:
+        personal.rejection = Rejection.from_dict(payload["rejection"])
     return personal, {**payload, "config": config}
+
+
+def _check_reject(args: argparse.Namespace) -> None:
+    if args.reject is not None and not 0 < args.reject < 1:
+        raise ConfigError(f"--reject {args.reject} must be a recall in (0, 1), e.g. 0.95")
+    if args.calibration_episodes < 1:
+        raise ConfigError(f"--calibration-episodes {args.calibration_episodes} must be >= 1")
+
+
+def _calibrate(
+    config: RunConfig, learner: Any, support_y: torch.Tensor, args: argparse.Namespace
+) -> Rejection:
+    """Calibrate "unknown" on validation episodes shaped like the user's support set."""
+    counts = torch.bincount(support_y)
+    rejection = calibrate_on_classes(
+        learner,
+        build_dataset(config, "val"),
+        n_way=len(counts),
+        n_shot=int(counts.min()),
+        n_episodes=args.calibration_episodes,
+        target_recall=args.reject,
+        seed=config.eval.seed,
+    )
+    print(
+        f"calibrated 'unknown' on {rejection.n_queries} validation images: it keeps "
+        f"{rejection.recall:.1%} of known-class images (target {rejection.target_recall:.0%})"
+    )
+    return rejection
 
 
 def _image_paths(items: list[str]) -> list[Path]:
