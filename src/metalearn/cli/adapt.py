@@ -58,7 +58,15 @@ def add_parser(subparsers: Any) -> None:
     predict = subparsers.add_parser("predict", help="classify images with a personal model")
     predict.add_argument("model", help="personal model file written by `metalearn adapt`")
     predict.add_argument("images", nargs="+", help="image files or folders of images")
-    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument(
+        "--json", action="store_true", help="print JSON (every class's probability) instead"
+    )
+    predict.add_argument(
+        "--invert",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="map dark strokes on a light page to 1 on 0 (default: as for the support images)",
+    )
     predict.set_defaults(run=run_predict)
 
 
@@ -162,20 +170,36 @@ def _image_paths(items: list[str]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print the predicted class and its probability for every image."""
+    """Print the predicted class and its probability for every image (a table, or JSON)."""
     personal, meta = load_personal(args.model)
     size = meta["config"].data.image_size
     paths = _image_paths(args.images)
-    x = torch.from_numpy(read_images(paths, (size, size), meta["channels"], meta["invert"]))
-    predictions = personal.predict(to_float(x))
-    rows: list[dict[str, Any]] = [
-        {"image": str(p), "class": name, "probability": round(prob, 4)}
-        for p, (name, prob) in zip(paths, predictions, strict=True)
-    ]
+    invert = meta["invert"] if args.invert is None else args.invert
+    x = to_float(torch.from_numpy(read_images(paths, (size, size), meta["channels"], invert)))
+    predictions = personal.predict(x)
     if args.json:
+        probabilities = personal.predict_proba(x).tolist()
+        rows = [
+            {
+                "image": str(path),
+                "class": name,
+                "probability": round(prob, 4),
+                "probabilities": dict(
+                    zip(personal.class_names, (round(p, 4) for p in row), strict=True)
+                ),
+            }
+            for path, (name, prob), row in zip(paths, predictions, probabilities, strict=True)
+        ]
         print(json.dumps(rows, indent=2))
     else:
-        width = max(len(r["image"]) for r in rows)
-        for r in rows:
-            print(f"{r['image']:<{width}}  {r['class']}  {r['probability']:.3f}")
+        print(_table(paths, predictions))
     return 0
+
+
+def _table(paths: list[Path], predictions: list[tuple[str, float]]) -> str:
+    """Return the predictions as aligned columns under a header."""
+    rows = [("image", "class", "probability")]
+    pairs = zip(paths, predictions, strict=True)
+    rows += [(str(path), name, f"{prob:.3f}") for path, (name, prob) in pairs]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)

@@ -1,4 +1,4 @@
-"""`metalearn adapt --reject`: calibrated on validation classes, `predict` answers unknown."""
+"""`metalearn predict` output (table, JSON, --invert) and `adapt --reject` (answers unknown)."""
 
 from __future__ import annotations
 
@@ -74,3 +74,39 @@ def test_a_bad_reject_option_is_a_usage_error_and_writes_nothing(
     assert code == 2
     assert err.startswith("error: --")
     assert not Path("me.pt").exists()
+
+
+def test_predict_json_gives_every_class_probability_and_the_table_a_header(
+    run_cli, protonet_run, support
+):
+    assert run_cli("adapt", str(protonet_run), str(support), "-o", "me.pt")[0] == 0
+    image = str(support / "cross" / "a.png")
+    code, out, err = run_cli("predict", "me.pt", image, "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert set(row["probabilities"]) == {"circle", "cross", "square"}
+    assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=2e-4)
+    assert (
+        row["probabilities"][row["class"]]
+        == row["probability"]
+        == max(row["probabilities"].values())
+    )
+    code, out, err = run_cli("predict", "me.pt", image)
+    assert code == 0, err
+    header, line = out.splitlines()
+    assert header.split() == ["image", "class", "probability"]
+    assert line.split()[:2] == [image, "cross"]
+    assert line.index("cross", len(image)) == header.index("class")  # aligned columns
+
+
+def test_predict_invert_overrides_the_personal_models_setting(run_cli, protonet_run, support):
+    assert run_cli("adapt", str(protonet_run), str(support), "-o", "me.pt")[0] == 0  # inverts
+    image = str(support / "circle" / "a.png")
+
+    def probabilities(*flags: str) -> dict[str, float]:
+        code, out, err = run_cli("predict", "me.pt", image, "--json", *flags)
+        assert code == 0, err
+        return json.loads(out)[0]["probabilities"]
+
+    assert probabilities("--invert") == probabilities()
+    assert probabilities("--no-invert") != probabilities()
