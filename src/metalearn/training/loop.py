@@ -36,6 +36,7 @@ from metalearn.training.logger import (
     progress_enabled,
 )
 from metalearn.training.state import TrainState
+from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
 
@@ -81,6 +82,9 @@ class TrainConfig:
     """Seed of the global generators (Python, NumPy, torch) at the start of a fresh run."""
     progress: bool = True
     """Draw a progress bar (only when stderr is a terminal and ``CI`` is unset)."""
+    tensorboard: bool = False
+    """Also write the metric rows as TensorBoard scalars to ``<run_dir>/tensorboard`` (needs
+    a run_dir and ``pip install 'metalearn[tensorboard]'``)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -205,7 +209,8 @@ def meta_train(
     """
     run_dir = None if run_dir is None else Path(run_dir)
     state = TrainState(objective, tasks, cfg, extra_state)
-    metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE)
+    mirror = TensorBoardLogger(run_dir) if cfg.tensorboard else None
+    metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE, mirror=mirror)
     _start(state, metrics_log, run_dir, resume)
     loop = _Loop(state, metrics_log, run_dir, validate)
     objective.train()
@@ -215,6 +220,7 @@ def meta_train(
             loop.step()
             bar.update()
             bar.set_postfix(loop.postfix, refresh=False)
+    metrics_log.close()
     return loop.result()
 
 
