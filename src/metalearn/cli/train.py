@@ -120,6 +120,7 @@ def _validator(config: RunConfig, learner: Any) -> Any:
             learner,
             tasks.episodes(config.eval.val_episodes),  # type: ignore[attr-defined]
             batch_size=config.eval.batch_size,
+            progress=False,  # inside the training bar
         )
         return {result.metric: result.mean}
 

@@ -8,6 +8,7 @@ and a :class:`~metalearn.episode.TaskSource`. Must not import ``metalearn.data``
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -38,11 +39,14 @@ from metalearn.training.logger import (
 from metalearn.training.state import TrainState
 from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
+from metalearn.utils.io import atomic_write_text
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
 
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
 
 logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,9 @@ def meta_train(
             Metric rows after the checkpoint's step are dropped, to be written again (they
             equal an uninterrupted run's when ``checkpoint_every`` is a multiple of
             ``log_every``, so that no log window straddles the checkpoint).
-        extra_state: plain data saved in every checkpoint (e.g. the resolved run config).
+        extra_state: plain data saved in every checkpoint. ``{"config": to_dict(run_config)}``
+            (what ``metalearn train`` passes) is also written to ``run_dir/config.json`` on a
+            fresh start, so that ``metalearn evaluate`` and ``plot`` work on the run.
 
     Returns:
         The final step, last train and validation metrics, best validation and logged rows.
@@ -240,6 +246,11 @@ def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: 
         )
     seed_everything(state.cfg.seed)
     log.reset()
+    if run_dir is not None and isinstance(state.extra_state.get("config"), dict):
+        # the run's config.json, which `metalearn evaluate` and `plot` read: an API run that
+        # passes its resolved config (as the CLI does) works with every command
+        text = json.dumps(state.extra_state["config"], indent=2) + "\n"
+        atomic_write_text(text, run_dir / CONFIG_FILE)
 
 
 class _Loop:
