@@ -82,3 +82,54 @@ def test_plotting_without_matplotlib_raises_a_clear_error(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'metalearn\[plot\]'"):
         plot_steps({0: MeanCI(0.5, 0.1, 10)}, tmp_path / "x.png")
+
+
+def test_rl_curves_show_returns_before_and_after_adaptation_not_the_surrogate_loss(tmp_path):
+    from metalearn.training.plots import _curves_figure
+
+    rows = [
+        {"step": 10, "split": "train", "loss": 1e-9, "return_pre": -60.0, "return_post": -45.0},
+        {"step": 20, "split": "train", "loss": 2e-9, "return_pre": -50.0, "return_post": -30.0},
+        {"step": 20, "split": "val", "return": -28.0, "return_pre": -52.0},
+    ]
+    fig = _curves_figure(rows, title="navigation-run (preset maml-rl-navigation)")
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "average return"
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert lines == {
+        "train, before adaptation": [-60.0, -50.0],
+        "train, after adaptation": [-45.0, -30.0],
+        "val, before adaptation": [-52.0],
+        "val, after adaptation": [-28.0],
+    }
+    assert fig._suptitle.get_text() == "navigation-run (preset maml-rl-navigation)"
+
+
+def test_long_titles_wrap_to_the_figure_width_instead_of_being_clipped():
+    from metalearn.training.plots import _curves_figure
+
+    title = "a-very-long-run-folder-name-" * 6 + " (preset protonet-omniglot-5w1s)"
+    fig = _curves_figure([{"step": 1, "split": "train", "loss": 1.0, "accuracy": 0.5}], title)
+    text = fig._suptitle.get_text()
+    assert "".join(text.split()) == "".join(title.split())  # all of it, wrapped
+    assert len(text.splitlines()) > 1
+    assert max(map(len, text.splitlines())) <= 9 * 10  # two 5-inch panels, ~9 characters/inch
+
+
+def test_episode_figure_names_classes_and_reports_the_accuracy():
+    from metalearn.training.plots import _episode_figure
+
+    support_y, query_y = torch.tensor([0, 1]), torch.tensor([0, 1, 1, 0])
+    episode = Episode(torch.rand(2, 1, 8, 8), support_y, torch.rand(4, 1, 8, 8), query_y, 2)
+    predictions = torch.tensor([0, 1, 0, 1])  # half right
+    fig = _episode_figure(episode, predictions, None, ["alpha", "beta"], "run (preset p)", None)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:2] == ["alpha", "beta"]  # the support row
+    assert sorted(titles[2:]) == ["alpha", "alpha", "beta", "beta"]  # predicted names
+    text = fig._suptitle.get_text()  # wrapped to the narrow two-column figure
+    assert text.splitlines()[0] == "run (preset p)"
+    assert " ".join(text.split()) == (
+        "run (preset p) 2-way episode, accuracy 50.0% (support above, queries below)"
+    )
+    with pytest.raises(ConfigError, match="1 class names for 2 classes"):
+        _episode_figure(episode, predictions, None, ["alpha"], None, None)

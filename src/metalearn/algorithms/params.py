@@ -38,8 +38,8 @@ def reject_native_batch_norm(model: nn.Module) -> None:
             raise ValueError(
                 f"model layer {name!r} is a torch.nn {type(module).__name__}, which gives a wrong "
                 "second-order meta-gradient under vmap (and leaks running statistics across "
-                "tasks); use metalearn.nn.backbones.TaskBatchNorm, which computes the same "
-                "per-task normalisation"
+                "tasks); convert the model with metalearn.nn.convert_batchnorm(model), which "
+                "swaps every BatchNorm layer for the per-task metalearn.nn.TaskBatchNorm"
             )
 
 

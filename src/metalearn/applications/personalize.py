@@ -19,6 +19,7 @@ from torch import Tensor
 
 from metalearn.algorithms.base import Learner
 from metalearn.algorithms.inductive import InductiveState, adapt_inductive, predict_inductive
+from metalearn.applications.rejection import UNKNOWN, Rejection
 from metalearn.data.folders import list_class_folders, list_images, read_labelled_images
 from metalearn.data.transforms import Channels, to_float
 from metalearn.errors import EpisodeSpecError
@@ -55,6 +56,7 @@ class Personalized:
         class_names: the user's class names, in label order.
         support_x: ``(n_support, *x_shape)`` the user's examples.
         support_y: ``(n_support,)`` their labels.
+        rejection: the calibrated "none of these" rule, or ``None`` to always name a class.
     """
 
     learner: Learner[Any]
@@ -62,19 +64,30 @@ class Personalized:
     class_names: list[str]
     support_x: Tensor
     support_y: Tensor
+    rejection: Rejection | None = None
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Return the learner's logits ``(n, n_classes)`` for inputs ``(n, *x_shape)``."""
+        with torch.no_grad():
+            return predict_inductive(self.learner, self.state, x)
 
     def predict_proba(self, x: Tensor) -> Tensor:
         """Return class probabilities ``(n, n_classes)`` for inputs ``(n, *x_shape)``."""
-        with torch.no_grad():
-            return predict_inductive(self.learner, self.state, x).softmax(-1)
+        return self.logits(x).softmax(-1)
 
     def predict(self, x: Tensor) -> list[tuple[str, float]]:
-        """Return the predicted class name and its probability for each input."""
-        probabilities, labels = self.predict_proba(x).max(-1)
-        return [
-            (self.class_names[i], p)
-            for i, p in zip(labels.tolist(), probabilities.tolist(), strict=True)
-        ]
+        """Return the predicted class name and its probability for each input.
+
+        With a :attr:`rejection` rule, an input it rejects gets the name ``"unknown"`` (and
+        the probability of the nearest class).
+        """
+        logits = self.logits(x)
+        probabilities, labels = logits.softmax(-1).max(-1)
+        names = [self.class_names[i] for i in labels.tolist()]
+        if self.rejection is not None:
+            accepted = self.rejection.accepts(logits).tolist()
+            names = [name if ok else UNKNOWN for name, ok in zip(names, accepted, strict=True)]
+        return list(zip(names, probabilities.tolist(), strict=True))
 
 
 def personalize(

@@ -13,8 +13,14 @@ from typing import Any
 
 import torch
 
-from metalearn.applications import Personalized, load_support_folder, personalize
-from metalearn.build import GRADIENT_ALGORITHMS, build_learner, image_channels
+from metalearn.applications import (
+    Personalized,
+    Rejection,
+    calibrate_on_classes,
+    load_support_folder,
+    personalize,
+)
+from metalearn.build import GRADIENT_ALGORITHMS, build_dataset, build_learner, image_channels
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
@@ -34,11 +40,33 @@ def add_parser(subparsers: Any) -> None:
     adapt.add_argument("support", help="folder of <class>/<images>: your few labelled examples")
     adapt.add_argument("-o", "--out", default="personal.pt", help="personal model file to write")
     add_invert_argument(adapt)
+    adapt.add_argument(
+        "--reject",
+        type=float,
+        metavar="RECALL",
+        help="answer 'unknown' for images far from every class, with a threshold that keeps "
+        "this fraction of known-class images of validation episodes (e.g. 0.95)",
+    )
+    adapt.add_argument(
+        "--calibration-episodes",
+        type=int,
+        default=300,
+        metavar="N",
+        help="validation episodes that calibrate --reject (default 300)",
+    )
     adapt.set_defaults(run=run_adapt)
     predict = subparsers.add_parser("predict", help="classify images with a personal model")
     predict.add_argument("model", help="personal model file written by `metalearn adapt`")
     predict.add_argument("images", nargs="+", help="image files or folders of images")
-    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument(
+        "--json", action="store_true", help="print JSON (every class's probability) instead"
+    )
+    predict.add_argument(
+        "--invert",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="map dark strokes on a light page to 1 on 0 (default: as for the support images)",
+    )
     predict.set_defaults(run=run_predict)
 
 
@@ -50,6 +78,7 @@ def run_adapt(args: argparse.Namespace) -> int:
             f"{config.name} is a {config.data.dataset} run: `adapt` personalizes image "
             "classifiers; use `metalearn evaluate` to adapt RL or regression runs to new tasks"
         )
+    _check_reject(args)
     invert = resolve_invert(config, args.invert)
     channels = image_channels(config)
     support_x, support_y, names = load_support_folder(
@@ -57,6 +86,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     )
     n_way = config.data.n_way if config.algorithm.name in GRADIENT_ALGORITHMS else None
     personalize(learner, support_x, support_y, names, n_way=n_way)
+    rejection = None if args.reject is None else _calibrate(config, learner, support_y, args)
     payload = {
         "format": FORMAT,
         "config": to_dict(config),
@@ -66,6 +96,7 @@ def run_adapt(args: argparse.Namespace) -> int:
         "class_names": names,
         "invert": invert,
         "channels": channels,
+        "rejection": None if rejection is None else rejection.to_dict(),
     }
     atomic_save(payload, args.out)
     n_examples = len(support_y)
@@ -92,7 +123,37 @@ def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:
     personal = personalize(
         learner, payload["support_x"], payload["support_y"], payload["class_names"]
     )
+    if payload.get("rejection") is not None:
+        personal.rejection = Rejection.from_dict(payload["rejection"])
     return personal, {**payload, "config": config}
+
+
+def _check_reject(args: argparse.Namespace) -> None:
+    if args.reject is not None and not 0 < args.reject < 1:
+        raise ConfigError(f"--reject {args.reject} must be a recall in (0, 1), e.g. 0.95")
+    if args.calibration_episodes < 1:
+        raise ConfigError(f"--calibration-episodes {args.calibration_episodes} must be >= 1")
+
+
+def _calibrate(
+    config: RunConfig, learner: Any, support_y: torch.Tensor, args: argparse.Namespace
+) -> Rejection:
+    """Calibrate "unknown" on validation episodes shaped like the user's support set."""
+    counts = torch.bincount(support_y)
+    rejection = calibrate_on_classes(
+        learner,
+        build_dataset(config, "val"),
+        n_way=len(counts),
+        n_shot=int(counts.min()),
+        n_episodes=args.calibration_episodes,
+        target_recall=args.reject,
+        seed=config.eval.seed,
+    )
+    print(
+        f"calibrated 'unknown' on {rejection.n_queries} validation images: it keeps "
+        f"{rejection.recall:.1%} of known-class images (target {rejection.target_recall:.0%})"
+    )
+    return rejection
 
 
 def _image_paths(items: list[str]) -> list[Path]:
@@ -109,20 +170,36 @@ def _image_paths(items: list[str]) -> list[Path]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print the predicted class and its probability for every image."""
+    """Print the predicted class and its probability for every image (a table, or JSON)."""
     personal, meta = load_personal(args.model)
     size = meta["config"].data.image_size
     paths = _image_paths(args.images)
-    x = torch.from_numpy(read_images(paths, (size, size), meta["channels"], meta["invert"]))
-    predictions = personal.predict(to_float(x))
-    rows: list[dict[str, Any]] = [
-        {"image": str(p), "class": name, "probability": round(prob, 4)}
-        for p, (name, prob) in zip(paths, predictions, strict=True)
-    ]
+    invert = meta["invert"] if args.invert is None else args.invert
+    x = to_float(torch.from_numpy(read_images(paths, (size, size), meta["channels"], invert)))
+    predictions = personal.predict(x)
     if args.json:
+        probabilities = personal.predict_proba(x).tolist()
+        rows = [
+            {
+                "image": str(path),
+                "class": name,
+                "probability": round(prob, 4),
+                "probabilities": dict(
+                    zip(personal.class_names, (round(p, 4) for p in row), strict=True)
+                ),
+            }
+            for path, (name, prob), row in zip(paths, predictions, probabilities, strict=True)
+        ]
         print(json.dumps(rows, indent=2))
     else:
-        width = max(len(r["image"]) for r in rows)
-        for r in rows:
-            print(f"{r['image']:<{width}}  {r['class']}  {r['probability']:.3f}")
+        print(_table(paths, predictions))
     return 0
+
+
+def _table(paths: list[Path], predictions: list[tuple[str, float]]) -> str:
+    """Return the predictions as aligned columns under a header."""
+    rows = [("image", "class", "probability")]
+    pairs = zip(paths, predictions, strict=True)
+    rows += [(str(path), name, f"{prob:.3f}") for path, (name, prob) in pairs]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)

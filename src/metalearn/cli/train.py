@@ -88,7 +88,8 @@ def train_and_test(
         resume=resume,
         extra_state={"config": to_dict(config)},
     )
-    plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png")
+    title = f"{run_dir.resolve().name} (preset {config.name})"
+    plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png", title=title)
     if not test:
         return None
     _, best, _ = load_run(run_dir)  # the best checkpoint, as `evaluate` would load it
@@ -120,6 +121,7 @@ def _validator(config: RunConfig, learner: Any) -> Any:
             tasks.episodes(config.eval.val_episodes),  # type: ignore[attr-defined]
             batch_size=config.eval.batch_size,
             transductive=config.eval.transductive,
+            progress=False,  # inside the training bar
         )
         return {result.metric: result.mean}
 

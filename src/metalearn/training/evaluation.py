@@ -113,7 +113,7 @@ def meta_test(
     *,
     inner_steps: Sequence[int] | None = None,
     batch_size: int = 1,
-    progress: bool = False,
+    progress: bool = True,
     transductive: bool = True,
 ) -> EvalResult:
     """Score ``learner`` on every episode: query accuracy, or MSE for regression episodes.

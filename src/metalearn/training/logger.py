@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +62,19 @@ class MetricsLogger:
 
     Args:
         path: the ``metrics.jsonl`` file, or ``None`` to keep rows in :attr:`rows` only.
+        mirror: also called with every row (e.g. a
+            :class:`~metalearn.training.tensorboard.TensorBoardLogger`); its ``close`` method,
+            if any, is called by :meth:`close`.
 
     Attributes:
         rows: every row written through this logger, in order.
     """
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(
+        self, path: str | Path | None, *, mirror: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> None:
         self.path = None if path is None else Path(path)
+        self.mirror = mirror
         self.rows: list[dict[str, Any]] = []
 
     def reset(self) -> None:
@@ -90,6 +96,14 @@ class MetricsLogger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(_to_line(row))
+        if self.mirror is not None:
+            self.mirror(row)
+
+    def close(self) -> None:
+        """Close the mirror (the JSON lines file is closed after every row)."""
+        close = getattr(self.mirror, "close", None)
+        if close is not None:
+            close()
 
 
 def _to_line(row: Mapping[str, Any]) -> str:

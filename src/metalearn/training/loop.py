@@ -8,6 +8,7 @@ and a :class:`~metalearn.episode.TaskSource`. Must not import ``metalearn.data``
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -36,12 +37,16 @@ from metalearn.training.logger import (
     progress_enabled,
 )
 from metalearn.training.state import TrainState
+from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
+from metalearn.utils.io import atomic_write_text
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
 
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
 
 logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class TrainConfig:
     """Seed of the global generators (Python, NumPy, torch) at the start of a fresh run."""
     progress: bool = True
     """Draw a progress bar (only when stderr is a terminal and ``CI`` is unset)."""
+    tensorboard: bool = False
+    """Also write the metric rows as TensorBoard scalars to ``<run_dir>/tensorboard`` (needs
+    a run_dir and ``pip install 'metalearn[tensorboard]'``)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -195,7 +203,9 @@ def meta_train(
             Metric rows after the checkpoint's step are dropped, to be written again (they
             equal an uninterrupted run's when ``checkpoint_every`` is a multiple of
             ``log_every``, so that no log window straddles the checkpoint).
-        extra_state: plain data saved in every checkpoint (e.g. the resolved run config).
+        extra_state: plain data saved in every checkpoint. ``{"config": to_dict(run_config)}``
+            (what ``metalearn train`` passes) is also written to ``run_dir/config.json`` on a
+            fresh start, so that ``metalearn evaluate`` and ``plot`` work on the run.
 
     Returns:
         The final step, last train and validation metrics, best validation and logged rows.
@@ -208,7 +218,8 @@ def meta_train(
     """
     run_dir = None if run_dir is None else Path(run_dir)
     state = TrainState(objective, tasks, cfg, extra_state)
-    metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE)
+    mirror = TensorBoardLogger(run_dir) if cfg.tensorboard else None
+    metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE, mirror=mirror)
     _start(state, metrics_log, run_dir, resume)
     loop = _Loop(state, metrics_log, run_dir, validate)
     objective.train()
@@ -218,6 +229,7 @@ def meta_train(
             loop.step()
             bar.update()
             bar.set_postfix(loop.postfix, refresh=False)
+    metrics_log.close()
     return loop.result()
 
 
@@ -237,6 +249,11 @@ def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: 
         )
     seed_everything(state.cfg.seed)
     log.reset()
+    if run_dir is not None and isinstance(state.extra_state.get("config"), dict):
+        # the run's config.json, which `metalearn evaluate` and `plot` read: an API run that
+        # passes its resolved config (as the CLI does) works with every command
+        text = json.dumps(state.extra_state["config"], indent=2) + "\n"
+        atomic_write_text(text, run_dir / CONFIG_FILE)
 
 
 class _Loop:

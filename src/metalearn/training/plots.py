@@ -7,7 +7,8 @@ neither changes the user's backend nor keeps figures alive in a global registry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,12 +57,19 @@ def _save(fig: Figure, out_png: str | Path) -> Path:
     return out
 
 
-def plot_curves(metrics_jsonl: str | Path, out_png: str | Path) -> Path:
+def plot_curves(
+    metrics_jsonl: str | Path, out_png: str | Path, *, title: str | None = None
+) -> Path:
     """Plot train and validation loss, and accuracy (or MSE, or return), against the step.
+
+    Meta-RL runs (rows with ``return_pre``) get one panel of the average return before and
+    after adaptation, for training and validation tasks, instead of the loss (TRPO's surrogate,
+    about 1e-9, says nothing about progress).
 
     Args:
         metrics_jsonl: a run's ``metrics.jsonl`` (rows with ``step`` and ``split``).
         out_png: where to write the PNG.
+        title: a title above the panels (e.g. the run and preset name); long ones wrap.
 
     Returns:
         ``out_png`` as a path.
@@ -72,20 +80,56 @@ def plot_curves(metrics_jsonl: str | Path, out_png: str | Path) -> Path:
     rows = read_metrics(metrics_jsonl)
     if not rows:
         raise ConfigError(f"{metrics_jsonl} holds no metric rows; train with a run_dir first")
-    metric = next((m for m in _METRICS if any(m in row for row in rows)), None)
-    names = ["loss"] if metric is None else ["loss", metric]
-    fig = _figure(5.0 * len(names), 3.5)
-    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names, strict=True):
-        for split in ("train", "val"):
-            points = [(r["step"], r[name]) for r in rows if r.get("split") == split and name in r]
+    return _save(_curves_figure(rows, title), out_png)
+
+
+def _curves_figure(rows: list[dict[str, Any]], title: str | None) -> Figure:
+    panels = _panels(rows)
+    fig = _figure(5.0 * len(panels), 3.5)
+    for ax, (name, series) in zip(
+        fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
+    ):
+        for label, split, key, colour in series:
+            points = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
             if points:
                 steps, values = zip(*points, strict=True)
-                ax.plot(steps, values, marker="o" if split == "val" else None, label=split)
+                val = split == "val"
+                ax.plot(steps, values, "o--" if val else "-", color=colour, label=label)
         ax.set_xlabel("outer step")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend()
-    return _save(fig, out_png)
+        ax.legend(fontsize=8)
+    _title(fig, title, 5.0 * len(panels))
+    return fig
+
+
+# (legend label, split, metric key, colour) per line
+_Series = list[tuple[str, str, str, str]]
+
+
+def _panels(rows: list[dict[str, Any]]) -> list[tuple[str, _Series]]:
+    """Return ``(y label, lines)`` per panel of :func:`plot_curves`."""
+    if any("return_pre" in row for row in rows):  # meta-RL
+        lines: _Series = [
+            ("train, before adaptation", "train", "return_pre", "tab:blue"),
+            ("train, after adaptation", "train", "return_post", "tab:orange"),
+            ("val, before adaptation", "val", "return_pre", "tab:blue"),
+            ("val, after adaptation", "val", "return", "tab:orange"),
+        ]
+        return [("average return", lines)]
+    metric = next((m for m in _METRICS if any(m in row for row in rows)), None)
+    names = ["loss"] if metric is None else ["loss", metric]
+    colours = {"train": "tab:blue", "val": "tab:orange"}
+    return [(name, [(s, s, name, colours[s]) for s in ("train", "val")]) for name in names]
+
+
+def _title(fig: Figure, title: str | None, width_inches: float) -> None:
+    """Put ``title`` above the figure, wrapped to its width so that nothing is clipped."""
+    if title:
+        # about 9 characters per inch at 11 points
+        width = max(20, int(9 * width_inches))
+        lines = [textwrap.fill(line, width) for line in title.splitlines()]
+        fig.suptitle("\n".join(lines), fontsize=11)
 
 
 def plot_steps(
@@ -146,11 +190,16 @@ def plot_episode(
     out_png: str | Path,
     predictions: Tensor | None = None,
     probabilities: Tensor | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+    accuracy: float | None = None,
 ) -> Path:
     """Draw one image episode: a column per class, support rows above query rows.
 
-    Query titles give the predicted class (with its probability when known), green when right
-    and red when wrong; without predictions they give the true label.
+    Support titles name the class; query titles give the predicted class (with its
+    probability when known), green when right and red when wrong; without predictions they
+    give the true class. With predictions, the figure title gives the episode's accuracy.
 
     Args:
         episode: one classification episode; ``support_x`` is ``(n_support, C, H, W)`` with
@@ -159,11 +208,30 @@ def plot_episode(
         predictions: ``(n_query,)`` predicted labels, or ``(n_query, n_way)`` logits.
         probabilities: ``(n_query, n_way)`` class probabilities (their argmax is the prediction
             when ``predictions`` is not given).
+        class_names: a name per label (default: ``class 0``, ``class 1``, ...).
+        title: a first title line (e.g. the run and preset name); long ones wrap.
+        accuracy: the accuracy to report, e.g. over all of the episode's queries when only
+            some are drawn (default: over the drawn queries).
 
     Returns:
         ``out_png`` as a path.
     """
+    figure = _episode_figure(episode, predictions, probabilities, class_names, title, accuracy)
+    return _save(figure, out_png)
+
+
+def _episode_figure(
+    episode: Episode,
+    predictions: Tensor | None,
+    probabilities: Tensor | None,
+    class_names: Sequence[str] | None,
+    title: str | None,
+    accuracy: float | None,
+) -> Figure:
     n_way = _check_image_episode(episode)
+    names = [f"class {c}" for c in range(n_way)] if class_names is None else list(class_names)
+    if len(names) != n_way:
+        raise ConfigError(f"plot_episode got {len(names)} class names for {n_way} classes")
     if predictions is None and probabilities is not None:
         predictions = probabilities.argmax(-1)
     if predictions is not None and predictions.dim() == 2:
@@ -172,19 +240,30 @@ def plot_episode(
     query = _by_class(episode.query_y, n_way)
     n_support_rows = max(map(len, support))
     n_rows = n_support_rows + max(map(len, query))
-    fig = _figure(1.3 * n_way, 1.4 * n_rows)
+    fig = _figure(1.6 * n_way, 1.5 * n_rows + 0.6)
     axes = fig.subplots(n_rows, n_way, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for c in range(n_way):
         for row, i in enumerate(support[c]):
             _show(axes[row][c], episode.support_x[i])
-            axes[row][c].set_title(f"support {c}", fontsize=8)
+            axes[row][c].set_title(_short(names[c]), fontsize=8)
         for row, i in enumerate(query[c], start=n_support_rows):
-            title, colour = _query_title(c, i, predictions, probabilities)
+            text, colour = _query_title(c, i, names, predictions, probabilities)
             _show(axes[row][c], episode.query_x[i])
-            axes[row][c].set_title(title, fontsize=8, color=colour)
-    return _save(fig, out_png)
+            axes[row][c].set_title(text, fontsize=7, color=colour)
+    lines = [] if title is None else [title]
+    if predictions is not None:
+        if accuracy is None:
+            accuracy = float((predictions == episode.query_y).float().mean())
+        lines.append(f"{n_way}-way episode, accuracy {accuracy:.1%} (support above, queries below)")
+    _title(fig, "\n".join(lines) or None, 1.6 * n_way)
+    return fig
+
+
+def _short(name: str, width: int = 18) -> str:
+    """Return ``name`` on at most two lines of ``width`` characters (an ellipsis if longer)."""
+    return "\n".join(textwrap.wrap(name, width, max_lines=2, placeholder="..."))
 
 
 def _check_image_episode(episode: Episode) -> int:
@@ -205,15 +284,19 @@ def _by_class(labels: Tensor, n_way: int) -> list[list[int]]:
 
 
 def _query_title(
-    label: int, index: int, predictions: Tensor | None, probabilities: Tensor | None
+    label: int,
+    index: int,
+    names: Sequence[str],
+    predictions: Tensor | None,
+    probabilities: Tensor | None,
 ) -> tuple[str, str]:
     if predictions is None:
-        return f"query {label}", "black"
+        return _short(names[label]), "black"
     predicted = int(predictions[index])
-    title = f"pred {predicted}"
+    text = _short(names[predicted])
     if probabilities is not None:
-        title += f" ({float(probabilities[index, predicted]):.2f})"
-    return title, _RIGHT if predicted == label else _WRONG
+        text += f" ({float(probabilities[index, predicted]):.2f})"
+    return text, _RIGHT if predicted == label else _WRONG
 
 
 def _show(ax: Axes, image: Tensor) -> None:
