@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metalearn.build import build_learner
+from metalearn.build import build_learner, resolve_channels
 from metalearn.cli.overrides import apply_overrides
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.errors import CheckpointError, ConfigError
@@ -90,7 +90,7 @@ def resolve_config(
         if preset is None:
             raise ConfigError("--preset is required (see `metalearn presets`)")
         base = get_preset(preset)
-    return apply_overrides(base, normalize_overrides(extra))
+    return resolve_channels(apply_overrides(base, normalize_overrides(extra)))
 
 
 def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:
