@@ -133,3 +133,18 @@ def test_bad_channel_choices_are_usage_errors(run_cli, tmp_path):
     code, _, err = run_cli("train", "--preset=maml-omniglot-5w1s", "--data.channels=3")
     assert code == 2
     assert err == "error: --data.channels=3: Omniglot images have 1 channel\n"
+
+
+def test_without_a_val_folder_validation_is_switched_off_and_the_last_checkpoint_tested(
+    run_cli, tmp_path
+):
+    write_dataset(tmp_path / "data", ["RGB"])
+    (tmp_path / "data" / "val").rename(tmp_path / "elsewhere")
+    code, _, err = run_cli(*train_args(tmp_path / "data"))
+    assert code == 1
+    assert "val" in err
+    assert err.count("\n") == 1
+    code, _, err = run_cli(*train_args(tmp_path / "data", "--eval.val_episodes=0", "--run-dir=r2"))
+    assert code == 0, err
+    assert not Path("r2/best.pt").exists()
+    assert json.loads(Path("r2/test.json").read_text())["episodes"] == 30

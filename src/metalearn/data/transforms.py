@@ -45,7 +45,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 Channels = Literal[1, 3]
 
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 """Pillow modes without colour: images of these modes are one channel."""
 _DECODE_ERRORS = (
     OSError,
@@ -91,8 +91,6 @@ def _to_mode(image: Image.Image, channels: Channels) -> Image.Image:
         # Pillow would clip 16-bit values at 255 (a white image): keep their high byte instead.
         high = np.asarray(image).astype(np.uint16) >> 8
         image = Image.fromarray(high.astype(np.uint8))
-    if image.mode == "La":
-        image = image.convert("LA")  # premultiplied alpha converts to nothing else
     # Transparent pixels would otherwise keep arbitrary (often black) colours: paint them white,
     # as on a page.
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
