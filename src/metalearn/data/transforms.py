@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ _DECODE_ERRORS = (
 )
 """What Pillow raises for bad files: truncated or unknown data, bad headers, unsupported modes
 and sizes beyond ``Image.MAX_IMAGE_PIXELS`` (a warning up to twice the limit, made an error)."""
+_WARNINGS_LOCK = threading.RLock()
+"""``warnings.catch_warnings`` swaps process-wide state: one image at a time in it."""
 
 
 def normalize_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -152,7 +155,7 @@ def open_image(
     if name is None:
         name = str(source) if isinstance(source, str | os.PathLike) else "<bytes>"
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
-    with warnings.catch_warnings(record=True) as caught:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
