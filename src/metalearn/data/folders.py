@@ -130,8 +130,9 @@ def folder_channels(roots: list[Path]) -> Channels:
     """
     existing = [root for root in roots if root.is_dir()]
     if not existing:
+        listed = ", ".join(repr(str(r)) for r in roots)
         raise DataRootNotFoundError(
-            f"none of {', '.join(repr(str(r)) for r in roots)} is a folder of class folders"
+            f"none of {listed} is a folder; expected <split>/<class>/<image files> folders"
         )
     for root in existing:
         for folder in list_class_folders(root):
