@@ -5,6 +5,7 @@ The CLI and the demo call these functions; the library proper never turns names 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from metalearn.data import (
     TaskSampler,
     load_omniglot,
 )
+from metalearn.data.folders import check_disjoint_classes, folder_channels
 from metalearn.data.transforms import Channels
 from metalearn.episode import TaskSource
 from metalearn.errors import ConfigError
@@ -38,6 +40,8 @@ __all__ = [
     "build_tasks",
     "episode_spec",
     "is_rl",
+    "resolve_channels",
+    "subset_seed",
 ]
 
 Subset = Literal["train", "val", "test"]
@@ -75,7 +79,11 @@ def episode_spec(config: RunConfig, subset: Subset) -> tuple[int, int, int]:
 
 
 def build_dataset(config: RunConfig, subset: Subset) -> ClassDataset:
-    """Return the classes of ``subset`` (Omniglot from its archives, or class folders)."""
+    """Return the classes of ``subset`` (Omniglot from its archives, or class folders).
+
+    Class folders are ``root/<subset>/<class>/<images>``; ``val/`` and ``test/`` must not share
+    a class name (validation would choose the best checkpoint on test classes).
+    """
     data = config.data
     if data.dataset == "omniglot":
         return load_omniglot(
@@ -86,21 +94,35 @@ def build_dataset(config: RunConfig, subset: Subset) -> ClassDataset:
             cache_dir=data.cache_dir,
         )
     if data.dataset == "folder":
-        if data.root is None:
-            raise ConfigError("--data.root must name a folder holding train/, val/ and test/")
-        return ImageFolderDataset(Path(data.root) / subset, data.image_size)
+        root = _folder_root(config)
+        if subset != "train":
+            check_disjoint_classes(root / "val", root / "test")
+        return ImageFolderDataset(root / subset, data.image_size, channels=image_channels(config))
     raise ConfigError(f"dataset {data.dataset!r} has no classes; it is a regression family")
+
+
+def subset_seed(config: RunConfig, subset: Subset) -> int:
+    """Return the seed of ``subset``'s tasks: ``data.seed`` for training, ``eval.seed`` for test.
+
+    Validation uses ``eval.seed + 1``. Sinusoid and RL tasks of every subset come from one
+    family, so one seed for validation and test made the validation episodes the first test
+    episodes, and the best checkpoint was chosen on test data. An evaluation episode's
+    generator is seeded with a 64-bit mix of ``(seed, index)`` that differs for all
+    ``(eval.seed + 1, i)`` and ``(eval.seed, j)``; torch keeps 32 bits of it, so two episodes
+    coincide with a chance of 2**-32 per pair (none among the presets' sets, see the tests).
+    """
+    if subset == "train":
+        return config.data.seed
+    return config.eval.seed + int(subset == "val")
 
 
 def build_tasks(config: RunConfig, subset: Subset, *, seed: int | None = None) -> TaskSource:
     """Return the task source of ``subset``: episodes, sinusoids, or an RL task distribution.
 
-    ``seed`` defaults to ``config.data.seed`` for training and ``config.eval.seed`` otherwise;
-    RL validation uses ``config.eval.seed + 1``, since its tasks come from the one family.
+    ``seed`` defaults to :func:`subset_seed`, so validation and test never share a task.
     """
     if seed is None:
-        seed = config.data.seed if subset == "train" else config.eval.seed
-        seed += int(subset == "val" and is_rl(config))
+        seed = subset_seed(config, subset)
     if is_rl(config):
         from metalearn.rl import TaskDistribution  # gymnasium is imported for RL runs only
 
@@ -112,8 +134,44 @@ def build_tasks(config: RunConfig, subset: Subset, *, seed: int | None = None) -
 
 
 def image_channels(config: RunConfig) -> Channels:
-    """Channels of the run's images: 1 for Omniglot, 3 for class folders."""
-    return 1 if config.data.dataset == "omniglot" else 3
+    """Return the channels of the run's images (the network's input channels).
+
+    ``data.channels`` if set, else 1 for Omniglot and, for class folders, 1 if every image
+    under ``train/``, ``val/`` and ``test/`` is grey, else 3.
+
+    Raises:
+        ConfigError: for ``--data.channels=3`` with Omniglot (grey drawings), or class folders
+            without ``--data.root``.
+    """
+    data = config.data
+    if data.dataset == "omniglot":
+        if data.channels not in (None, 1):
+            raise ConfigError(f"--data.channels={data.channels}: Omniglot images have 1 channel")
+        return 1
+    if data.channels is not None:
+        return data.channels
+    if data.dataset == "folder":
+        root = _folder_root(config)
+        return folder_channels([root / subset for subset in ("train", "val", "test")])
+    return 1
+
+
+def resolve_channels(config: RunConfig) -> RunConfig:
+    """Return ``config`` with ``data.channels`` set for class folders (read from the files).
+
+    The run folder's ``config.json`` then says how many channels the network takes, so
+    ``evaluate``, ``adapt`` and ``predict`` need not read the training images again.
+    """
+    if config.data.dataset != "folder" or config.data.channels is not None:
+        return config
+    data = dataclasses.replace(config.data, channels=image_channels(config))
+    return dataclasses.replace(config, data=data)
+
+
+def _folder_root(config: RunConfig) -> Path:
+    if config.data.root is None:
+        raise ConfigError("--data.root must name a folder holding train/, val/ and test/")
+    return Path(config.data.root)
 
 
 def build_model(config: RunConfig) -> nn.Module:

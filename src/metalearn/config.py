@@ -40,6 +40,10 @@ class DataConfig:
     """Omniglot class split (see ``metalearn.data.load_omniglot``)."""
     image_size: int = 28
     """Side of the square images fed to the network."""
+    channels: Literal[1, 3] | None = None
+    """Image channels fed to the network: 1 (grey) or 3 (RGB); ``None``: Omniglot 1, class
+    folders what their files hold (1 if every image is grey or 1-bit, else 3). Transparent
+    pixels are painted white and palettes converted."""
     n_way: int = 5
     """Classes per training episode (ignored for regression)."""
     n_shot: int = 1

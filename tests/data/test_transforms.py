@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from PIL import Image
 
 from metalearn.data.transforms import (
     decode_image,
+    image_channels_of,
     invert,
     normalize_size,
     resize,
@@ -72,6 +75,47 @@ def test_a_corrupt_image_is_named():
     truncated = encode(Image.new("L", (64, 64), 3), "PNG")[:60]
     with pytest.raises(CorruptImageError, match="replace or delete"):
         decode_image(truncated, (4, 4), name="x")
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    """A PNG holding only an IHDR of the given size (no pixels)."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+@pytest.mark.parametrize("side", [9_500, 100_000])  # Pillow warns up to twice its limit
+def test_a_decompression_bomb_is_a_corrupt_image_named_in_one_line(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_of_size(side, side))
+    for read in (lambda: decode_image(path, (4, 4)), lambda: image_channels_of(path)):
+        with pytest.raises(CorruptImageError, match=r"bomb\.png.*exceeds limit") as info:
+            read()
+        assert "\n" not in str(info.value)
+
+
+def test_16_bit_grey_keeps_its_high_byte():
+    # Pillow's own conversion clips at 255: the image would be nearly white.
+    wide = np.array([[0, 40_000], [65_535, 255]], dtype=np.uint16)
+    assert decode_image(encode(Image.fromarray(wide)), (2, 2))[0].tolist() == [[0, 156], [255, 0]]
+
+
+@pytest.mark.parametrize(
+    ("image", "channels"),
+    [
+        (Image.new("L", (3, 3)), 1),
+        (Image.new("1", (3, 3)), 1),
+        (Image.fromarray(np.zeros((3, 3), dtype=np.uint16)), 1),
+        (Image.new("RGB", (3, 3), (9, 9, 9)), 3),  # RGB files are colour files, even grey ones
+        (Image.new("RGBA", (3, 3)), 3),
+        (Image.new("RGB", (3, 3), (200, 0, 0)).quantize(4), 3),
+        (Image.new("L", (3, 3), 80).convert("P"), 1),  # a palette of greys
+    ],
+)
+def test_image_channels_of_reads_the_mode_from_the_header(tmp_path, image, channels):
+    path = tmp_path / "x.png"
+    image.save(path)
+    assert image_channels_of(path) == channels
 
 
 def test_to_float_scales_uint8_and_casts_floats():

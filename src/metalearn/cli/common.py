@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metalearn.build import build_learner
+from metalearn.build import build_learner, resolve_channels
 from metalearn.cli.overrides import apply_overrides
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.errors import CheckpointError, ConfigError
@@ -93,7 +93,7 @@ def resolve_config(
         base = get_preset(preset)
     config = apply_overrides(base, normalize_overrides(extra))
     get_algorithm(config.algorithm.name)  # an unknown name fails here, before any file is written
-    return config
+    return resolve_channels(config)
 
 
 def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:

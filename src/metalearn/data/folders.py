@@ -15,11 +15,19 @@ import numpy as np
 import torch
 
 from metalearn.data.base import TensorClassDataset
-from metalearn.data.transforms import IMAGE_EXTENSIONS, Channels, decode_image, normalize_size
+from metalearn.data.transforms import (
+    IMAGE_EXTENSIONS,
+    Channels,
+    decode_image,
+    image_channels_of,
+    normalize_size,
+)
 from metalearn.errors import DataRootNotFoundError, DatasetError
 
 __all__ = [
     "ImageFolderDataset",
+    "check_disjoint_classes",
+    "folder_channels",
     "list_class_folders",
     "list_images",
     "read_images",
@@ -107,6 +115,51 @@ def read_labelled_images(
     x = torch.from_numpy(read_images(paths, size, channels, invert))
     counts = torch.tensor([len(files) for files in files_by_class])
     return x, torch.arange(len(files_by_class)).repeat_interleave(counts)
+
+
+def folder_channels(roots: list[Path]) -> Channels:
+    """Return 1 if every image under ``roots`` (``root/<class>/<files>``) has no colour, else 3.
+
+    Grey, 1-bit, 16-bit and grey-palette images have no colour; the first colour image ends
+    the scan. Only headers are read.
+
+    Raises:
+        DataRootNotFoundError: if no root is a folder.
+        DatasetError: if a root holds no class folder or a class folder no image.
+        CorruptImageError: naming the first file whose header Pillow cannot read.
+    """
+    existing = [root for root in roots if root.is_dir()]
+    if not existing:
+        listed = ", ".join(repr(str(r)) for r in roots)
+        raise DataRootNotFoundError(
+            f"none of {listed} is a folder; expected <split>/<class>/<image files> folders"
+        )
+    for root in existing:
+        for folder in list_class_folders(root):
+            if any(image_channels_of(path) == 3 for path in list_images(folder)):
+                return 3
+    return 1
+
+
+def check_disjoint_classes(first: Path, second: Path) -> None:
+    """Refuse two class-folder sets (e.g. ``val/`` and ``test/``) that share a class name.
+
+    A class in both would let validation episodes (which choose the best checkpoint) hold
+    test classes. A missing folder shares nothing.
+
+    Raises:
+        DatasetError: naming the shared classes and both folders.
+    """
+    if not (first.is_dir() and second.is_dir()):
+        return
+    names = [{f.name for f in list_class_folders(root)} for root in (first, second)]
+    shared = sorted(names[0] & names[1])
+    if shared:
+        listed = ", ".join(repr(n) for n in shared[:5]) + (" ..." if len(shared) > 5 else "")
+        raise DatasetError(
+            f"{str(first)!r} and {str(second)!r} share {len(shared)} class folder(s) "
+            f"({listed}); each class must be in one split only: move or rename them"
+        )
 
 
 class ImageFolderDataset(TensorClassDataset):

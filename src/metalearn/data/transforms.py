@@ -7,7 +7,12 @@ Images are stored as ``uint8`` arrays ``(channels, height, width)`` and turned i
 from __future__ import annotations
 
 import io
+import logging
 import os
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Literal
 
 import numpy as np
@@ -22,13 +27,17 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Channels",
     "decode_image",
+    "image_channels_of",
     "invert",
     "normalize_size",
     "resize",
     "rot90",
+    "open_image",
     "rot90_index",
     "to_float",
 ]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -36,6 +45,21 @@ IMAGE_EXTENSIONS = frozenset(
 """File suffixes (lower case) read as images by the folder datasets; other files are ignored."""
 
 Channels = Literal[1, 3]
+
+_GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+"""Pillow modes without colour: images of these modes are one channel."""
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+"""What Pillow raises for bad files: truncated or unknown data, bad headers, unsupported modes
+and sizes beyond ``Image.MAX_IMAGE_PIXELS`` (a warning up to twice the limit, made an error)."""
+_WARNINGS_LOCK = threading.RLock()
+"""``warnings.catch_warnings`` swaps process-wide state: one image at a time in it."""
 
 
 def normalize_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -66,6 +90,10 @@ def invert(array: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 def _to_mode(image: Image.Image, channels: Channels) -> Image.Image:
+    if image.mode.startswith("I;16"):
+        # Pillow would clip 16-bit values at 255 (a white image): keep their high byte instead.
+        high = np.asarray(image).astype(np.uint16) >> 8
+        image = Image.fromarray(high.astype(np.uint8))
     # Transparent pixels would otherwise keep arbitrary (often black) colours: paint them white,
     # as on a page.
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -98,21 +126,65 @@ def decode_image(
     Raises:
         CorruptImageError: if Pillow cannot decode the image; the message names it.
     """
-    if name is None:
-        name = str(source) if isinstance(source, str | os.PathLike) else "<bytes>"
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
-    try:
-        with Image.open(stream) as image:
-            image.load()
-            converted = _to_mode(image, channels)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptImageError(
-            f"cannot decode image {name!r} ({exc}); replace or delete the file"
-        ) from exc
-    array = np.asarray(resize(converted, size), dtype=np.uint8)
+    with open_image(source, name) as image:
+        image.load()
+        converted = resize(_to_mode(image, channels), size)
+    array = np.asarray(converted, dtype=np.uint8)
     if invert_values:
         array = invert(array)
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+@contextmanager
+def open_image(
+    source: str | os.PathLike[str] | bytes | IO[bytes], name: str | None = None
+) -> Iterator[Image.Image]:
+    """Open an image with Pillow; any failure inside the block names the image.
+
+    Pillow's warnings are logged, except the decompression-bomb warning (an image of more than
+    ``Image.MAX_IMAGE_PIXELS`` pixels), which is an error: decoding it could exhaust memory.
+
+    Args:
+        source: a path, the encoded bytes, or a binary file object.
+        name: how the error message names the image (defaults to the path).
+
+    Raises:
+        CorruptImageError: one line naming the image, for a file Pillow cannot open or decode
+            (unknown format, truncated data, too many pixels, unsupported mode).
+    """
+    if name is None:
+        name = str(source) if isinstance(source, str | os.PathLike) else "<bytes>"
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(stream) as image:
+                yield image
+        except _DECODE_ERRORS as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise CorruptImageError(
+                f"cannot decode image {name!r} ({reason}); replace or delete the file"
+            ) from None
+    for warning in caught:
+        logger.warning("%s: %s", name, warning.message)
+
+
+def image_channels_of(path: str | os.PathLike[str]) -> Channels:
+    """Return 1 for an image without colour (grey, 1-bit, 16-bit, grey palette), else 3.
+
+    Only the header is read (and a palette), not the pixels.
+
+    Raises:
+        CorruptImageError: if Pillow cannot open the file.
+    """
+    with open_image(path) as image:
+        if image.mode in _GREY_MODES:
+            return 1
+        if image.mode in ("P", "PA"):
+            palette = np.asarray(image.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+            return 1 if bool((palette == palette[:, :1]).all()) else 3
+        return 3
 
 
 def to_float(x: Tensor) -> Tensor:
