@@ -12,9 +12,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor, nn
 
@@ -38,6 +38,9 @@ from metalearn.training.logger import (
 from metalearn.training.state import TrainState
 from metalearn.types import Metrics
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from metalearn.training.distributed import DataParallel
 
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
 
@@ -167,6 +170,7 @@ def meta_train(
     validate: Callable[[], Mapping[str, float]] | None = None,
     resume: bool = False,
     extra_state: dict[str, Any] | None = None,
+    parallel: DataParallel | None = None,
 ) -> TrainResult:
     """Meta-train ``objective`` on batches from ``tasks``: the one outer loop.
 
@@ -193,6 +197,9 @@ def meta_train(
             equal an uninterrupted run's when ``checkpoint_every`` is a multiple of
             ``log_every``, so that no log window straddles the checkpoint).
         extra_state: plain data saved in every checkpoint (e.g. the resolved run config).
+        parallel: split every meta-batch over the ranks of a process group
+            (:class:`~metalearn.training.distributed.DataParallel`); every rank reads the
+            checkpoint on resume, rank 0 alone writes files and draws the progress bar.
 
     Returns:
         The final step, last train and validation metrics, best validation and logged rows.
@@ -204,18 +211,23 @@ def meta_train(
         TrainingDivergedError: if the logged training loss is NaN or infinite.
     """
     run_dir = None if run_dir is None else Path(run_dir)
-    state = TrainState(objective, tasks, cfg, extra_state)
-    metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE)
+    if parallel is not None:
+        parallel.setup(objective, cfg.meta_batch_size)
+    writes = parallel is None or parallel.is_main  # only rank 0 writes files
+    state = TrainState(objective, tasks, cfg, extra_state, parallel)
+    metrics_log = MetricsLogger(None if run_dir is None or not writes else run_dir / METRICS_FILE)
     _start(state, metrics_log, run_dir, resume)
-    loop = _Loop(state, metrics_log, run_dir, validate)
+    loop = _Loop(state, metrics_log, run_dir if writes else None, validate)
     objective.train()
-    enabled = progress_enabled(cfg.progress)
+    enabled = progress_enabled(cfg.progress) and writes
     with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
         while state.step < cfg.steps:
             loop.step()
             bar.update()
             bar.set_postfix(loop.postfix, refresh=False)
-    return loop.result()
+    if parallel is not None:
+        parallel.barrier()  # the other ranks may read what rank 0 wrote last
+    return replace(loop.result(), run_dir=run_dir)
 
 
 def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: bool) -> None:
@@ -262,6 +274,8 @@ class _Loop:
         state, cfg = self.state, self.cfg
         self.window.start()
         batch = state.tasks.sample_batch(cfg.meta_batch_size)
+        if state.parallel is not None:  # every rank draws the whole batch and keeps its slice
+            batch = state.parallel.shard(batch)
         if isinstance(batch, Episode) and self.device is not None:
             batch = batch.to(self.device)
         self.window.add(state.update(batch))

@@ -1,0 +1,91 @@
+"""One meta-step of MAML, ProtoNet and MAML-TRPO, in float64, saved as ``OUT/<case>-<rank>.pt``.
+
+Run with plain ``python`` for the single-process step, or under ``torchrun`` for the
+data-parallel one (each rank saves what it holds after the step).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from metalearn.algorithms import MAML, ProtoNet
+from metalearn.data import TaskSampler, gaussian_clusters
+from metalearn.episode import Episode
+from metalearn.nn.backbones import MLP
+from metalearn.training import TrainConfig, meta_train
+from metalearn.training.distributed import DataParallel
+
+BATCH = 4
+# SGD: Adam's first step is about lr * sign(gradient), blind to the gradient's scale
+ONE_STEP = TrainConfig(
+    steps=1, meta_batch_size=BATCH, optimizer="sgd", outer_lr=0.5, eval_every=0, progress=False
+)
+
+
+class Float64Tasks(TaskSampler):
+    """A task sampler whose inputs are float64 (the clusters are drawn in float32)."""
+
+    def sample_batch(self, n_tasks: int) -> Episode:
+        return super().sample_batch(n_tasks).to(dtype=torch.float64)
+
+
+def snapshot(learner: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    return {prefix + k: v.detach().clone() for k, v in learner.state_dict().items()}
+
+
+def gradient_step(learner: nn.Module, parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    tasks = Float64Tasks(gaussian_clusters(10, 8, 4), n_way=5, n_shot=2, n_query=3, seed=3)
+    initial = snapshot(learner, "initial.")
+    result = meta_train(learner, tasks, ONE_STEP, parallel=parallel)
+    return {**initial, **snapshot(learner), "loss": torch.tensor(result.train_metrics["loss"])}
+
+
+def maml(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    learner = MAML(MLP(4, 5, (16, 16)), inner_lr=0.4, inner_steps=2)  # second order
+    return gradient_step(learner, parallel)
+
+
+def protonet(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return gradient_step(ProtoNet(MLP(4, 8, (16,))), parallel)
+
+
+def maml_trpo(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    from metalearn.rl import GaussianMLPPolicy, TaskDistribution, TrajectorySampler
+    from metalearn.rl.learner import MetaRLLearner
+
+    env = "metalearn/Navigation2D-v0"
+    sampler = TrajectorySampler(env, 4, env_kwargs={"max_episode_steps": 20})
+    tasks = TaskDistribution(env, seed=1).sample_batch(BATCH)
+    torch.manual_seed(0)
+    learner = MetaRLLearner(GaussianMLPPolicy(2, 2, (16, 16)), sampler)
+    data, _ = learner.collect(tasks)  # the whole batch's rollouts, the same on every rank
+    if parallel is not None:
+        part = parallel.part(BATCH)
+        data = torch.utils._pytree.tree_map(lambda t: t[part.start : part.stop], data)
+        learner.all_reduce_mean = parallel.all_reduce_mean
+    initial = snapshot(learner, "initial.")
+    metrics = learner.trpo_update(data)
+    sampler.close()
+    kept = {name: metrics[name] for name in ("loss", "loss_after", "kl", "accepted")}
+    return {**initial, **snapshot(learner), **kept}
+
+
+def main(out: Path) -> None:
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    parallel = DataParallel.from_env()
+    rank = 0 if parallel is None else parallel.rank
+    for case in (maml, protonet, maml_trpo):
+        torch.save(case(parallel), out / f"{case.__name__}-{rank}.pt")
+    if parallel is not None:
+        parallel.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
