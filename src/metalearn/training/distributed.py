@@ -49,6 +49,19 @@ def restart_count() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
+def _init_process_group(backend: str) -> None:
+    """``init_process_group`` from torchrun's variables, keyed by the restart count.
+
+    After an elastic restart, torchrun hands the new workers the same store as the failed
+    ones, which still holds their addresses: without a prefix of its own, gloo would try to
+    connect to the dead workers.
+    """
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    store = dist.PrefixStore(f"metalearn-attempt-{restart_count()}", store)
+    timeout = timedelta(minutes=30)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+
+
 class DataParallel:
     """Splits each meta-batch over the ranks of a process group and averages what they compute.
 
@@ -77,7 +90,7 @@ class DataParallel:
                 raise ConfigError(f"{BACKEND_ENV}={backend!r} is not gloo, nccl, mpi or ucc")
             if cuda:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group(backend, timeout=timedelta(minutes=30))
+            _init_process_group(backend)
         return cls()
 
     @property
