@@ -58,27 +58,15 @@ def run(args: argparse.Namespace) -> int:
     (:class:`~metalearn.training.distributed.DataParallel`) and rank 0 alone writes and prints.
     After an elastic restart, ``--run-dir`` resumes from its checkpoint.
     """
-    resume = bool(args.resume)
-    given: Path | None = Path(args.resume or args.run_dir) if args.resume or args.run_dir else None
-    if args.resume:
-        config = resolve_config(None, args.overrides, base=read_config(Path(args.resume)))
-    else:
-        config = resolve_config(args.preset, args.overrides)
-        if given is None and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
-            raise ConfigError(
-                "torchrun --max-restarts needs --run-dir DIR, so that restarted workers resume "
-                "the same run folder"
-            )
-        # a restarted torchrun worker continues from the last checkpoint of the run
-        resume = given is not None and restart_count() > 0
-        resume = resume and given is not None and (given / CHECKPOINT_FILE).is_file()
+    config, run_dir, resume = _resolve_run(args)
     parallel = DataParallel.from_env(config.device) if launched_by_torchrun() else None
     main = parallel is None or parallel.is_main
     if not main:
         logging.getLogger().setLevel(logging.WARNING)  # the other ranks are quiet
     try:
-        run_dir = given
-        if run_dir is None:
+        if parallel is not None:  # before anything is written
+            parallel.check_meta_batch_size(config.train.meta_batch_size)
+        if run_dir is None:  # rank 0 names the new run folder
             run_dir = new_run_dir(config, args.runs) if main else None
             run_dir = run_dir if parallel is None else parallel.broadcast_object(run_dir)
         assert run_dir is not None
@@ -93,6 +81,24 @@ def run(args: argparse.Namespace) -> int:
         if result is not None:
             print_result(f"test {result.metric}", result)
     return 0
+
+
+def _resolve_run(args: argparse.Namespace) -> tuple[RunConfig, Path | None, bool]:
+    """Return the config, the run folder (``None``: a new one) and whether to resume."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        return resolve_config(None, args.overrides, base=read_config(run_dir)), run_dir, True
+    config = resolve_config(args.preset, args.overrides)
+    if args.run_dir is None:
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+            raise ConfigError(
+                "torchrun --max-restarts needs --run-dir DIR, so that restarted workers resume "
+                "the same run folder"
+            )
+        return config, None, False
+    run_dir = Path(args.run_dir)
+    # a restarted torchrun worker continues from the last checkpoint of the run
+    return config, run_dir, restart_count() > 0 and (run_dir / CHECKPOINT_FILE).is_file()
 
 
 def print_result(label: str, result: EvalResult) -> None:

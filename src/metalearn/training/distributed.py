@@ -102,6 +102,14 @@ class DataParallel:
         """This rank's contiguous share of ``n`` items (sizes differ by at most one)."""
         return range(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
 
+    def check_meta_batch_size(self, meta_batch_size: int) -> None:
+        """Raise ``ConfigError`` unless the meta-batch splits evenly over the ranks."""
+        if meta_batch_size % self.world_size:
+            raise ConfigError(
+                f"meta_batch_size={meta_batch_size} is not divisible by the {self.world_size} "
+                "processes; choose a multiple of the number of processes"
+            )
+
     def setup(self, objective: MetaObjective, meta_batch_size: int) -> None:
         """Check the meta-batch splits evenly, and start every rank from rank 0's parameters.
 
@@ -109,11 +117,7 @@ class DataParallel:
             ConfigError: if ``meta_batch_size`` is not a multiple of the world size, or the
                 objective takes its own outer step without a data-parallel hook.
         """
-        if meta_batch_size % self.world_size:
-            raise ConfigError(
-                f"meta_batch_size={meta_batch_size} is not divisible by the {self.world_size} "
-                "processes; choose a multiple of the number of processes"
-            )
+        self.check_meta_batch_size(meta_batch_size)
         if meta_update_hook(objective) is not None:
             if not hasattr(objective, "all_reduce_mean"):
                 raise ConfigError(
