@@ -76,12 +76,40 @@ def maml_trpo(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
     return {**initial, **snapshot(learner), **kept}
 
 
+def maml_trpo_training(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    """Two MAML-TRPO steps of ``meta_train``: each rank rolls out its own share of the tasks."""
+    from metalearn.rl import GaussianMLPPolicy, TaskDistribution, TrajectorySampler
+    from metalearn.rl.learner import MetaRLLearner
+
+    env = "metalearn/Navigation2D-v0"
+    sampler = TrajectorySampler(env, 4, env_kwargs={"max_episode_steps": 20})
+    torch.manual_seed(0)
+    learner = MetaRLLearner(GaussianMLPPolicy(2, 2, (16, 16)), sampler)
+    initial = snapshot(learner, "initial.")
+    cfg = TrainConfig(steps=2, meta_batch_size=BATCH, eval_every=0, progress=False)
+    result = meta_train(learner, TaskDistribution(env, seed=1), cfg, parallel=parallel)
+    sampler.close()
+    kept = ("loss", "loss_after", "kl", "accepted", "return_pre", "return_post")
+    metrics = {k: torch.tensor(result.train_metrics[k]) for k in kept}
+    return {**initial, **snapshot(learner), **metrics}
+
+
+def rank_streams(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    """A draw inside :meth:`DataParallel.rank_rng` and one after it."""
+    torch.manual_seed(0)
+    if parallel is None:
+        return {}
+    with parallel.rank_rng():
+        inside = torch.rand(3)
+    return {"inside": inside, "after": torch.rand(3)}
+
+
 def main(out: Path) -> None:
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     parallel = DataParallel.from_env()
     rank = 0 if parallel is None else parallel.rank
-    for case in (maml, protonet, maml_trpo):
+    for case in (maml, protonet, maml_trpo, maml_trpo_training, rank_streams):
         torch.save(case(parallel), out / f"{case.__name__}-{rank}.pt")
     if parallel is not None:
         parallel.close()

@@ -43,3 +43,29 @@ def test_one_distributed_step_equals_the_single_process_step(steps, case):
     assert max(moved) > 1e-3  # a real step, not two copies of the initial parameters
     if case == "maml_trpo":
         assert single["accepted"] == 1
+
+
+def load_ranks(steps: Path, case: str) -> list[dict[str, torch.Tensor]]:
+    return [torch.load(steps / "parallel" / f"{case}-{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def test_ranks_draw_independent_noise_within_a_step_and_share_the_state_between(steps):
+    ranks = load_ranks(steps, "rank_streams")
+    assert not torch.equal(ranks[0]["inside"], ranks[1]["inside"])
+    assert torch.equal(ranks[0]["after"], ranks[1]["after"])
+
+
+def test_maml_trpo_training_takes_the_same_step_on_every_rank(steps):
+    # each rank rolls out its own tasks, so the steps differ from one process's; but the
+    # averaged TRPO step is the same on both ranks
+    ranks = load_ranks(steps, "maml_trpo_training")
+    assert ranks[0].keys() == ranks[1].keys()
+    for name, value in ranks[0].items():
+        torch.testing.assert_close(ranks[1][name], value, rtol=0, atol=0, msg=name)
+    moved = [
+        (ranks[0][k] - ranks[0][f"initial.{k}"]).abs().max()
+        for k in ranks[0]
+        if f"initial.{k}" in ranks[0]
+    ]
+    assert max(moved) > 1e-4
+    assert ranks[0]["accepted"] > 0

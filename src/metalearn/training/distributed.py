@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,21 @@ class DataParallel:
             part = self.part(len(batch))
             return batch[part.start : part.stop]
         raise TypeError(f"cannot split a meta-batch of type {type(batch).__name__} over ranks")
+
+    @contextmanager
+    def rank_rng(self) -> Iterator[None]:
+        """Give this rank a torch random stream of its own for one step, then the shared one back.
+
+        Between steps every rank holds the same global generator state, so rank 0's
+        checkpoint resumes every rank exactly. Within a step, rank ``r`` draws from a
+        generator seeded with a number drawn from that shared state, plus ``r``: the ranks'
+        tasks get independent noise (Siamese pairs, RL rollouts), not copies of one another's.
+        """
+        seed = int(torch.randint(0, 2**62, ()).item())  # advances the shared state alike
+        devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed + self.rank)
+            yield
 
     def all_reduce_gradients(self, params: Iterable[Tensor]) -> None:
         """Replace each parameter's gradient by its mean over the ranks, in one all-reduce.

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -278,7 +279,8 @@ class _Loop:
             batch = state.parallel.shard(batch)
         if isinstance(batch, Episode) and self.device is not None:
             batch = batch.to(self.device)
-        self.window.add(state.update(batch))
+        with nullcontext() if state.parallel is None else state.parallel.rank_rng():
+            self.window.add(state.update(batch))
         state.step += 1
         last = state.step == cfg.steps
         if state.step % cfg.log_every == 0 or last:
