@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from metalearn.cli.common import (
 from metalearn.config import RunConfig, to_dict
 from metalearn.errors import ConfigError
 from metalearn.training import CHECKPOINT_FILE, METRICS_FILE, meta_test, meta_train, plot_curves
-from metalearn.training.distributed import DataParallel, launched_by_torchrun, restart_count
+from metalearn.training.distributed import DataParallel, elastic_restarts, launched_by_torchrun
 from metalearn.training.evaluation import EvalResult
 from metalearn.utils.io import atomic_write_text
 from metalearn.utils.seeding import seed_everything
@@ -56,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     Under ``torchrun`` every worker runs this; the meta-batches are split over them
     (:class:`~metalearn.training.distributed.DataParallel`) and rank 0 alone writes and prints.
-    After an elastic restart, ``--run-dir`` resumes from its checkpoint.
+    With ``torchrun --max-restarts``, a ``--run-dir`` that holds a checkpoint is continued, so
+    that restarted workers resume the run.
     """
     config, run_dir, resume = _resolve_run(args)
     parallel = DataParallel.from_env(config.device) if launched_by_torchrun() else None
@@ -90,15 +90,15 @@ def _resolve_run(args: argparse.Namespace) -> tuple[RunConfig, Path | None, bool
         return resolve_config(None, args.overrides, base=read_config(run_dir)), run_dir, True
     config = resolve_config(args.preset, args.overrides)
     if args.run_dir is None:
-        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+        if elastic_restarts():
             raise ConfigError(
                 "torchrun --max-restarts needs --run-dir DIR, so that restarted workers resume "
                 "the same run folder"
             )
         return config, None, False
     run_dir = Path(args.run_dir)
-    # a restarted torchrun worker continues from the last checkpoint of the run
-    return config, run_dir, restart_count() > 0 and (run_dir / CHECKPOINT_FILE).is_file()
+    # with elastic restarts, the run folder's checkpoint is continued (by restarted workers)
+    return config, run_dir, elastic_restarts() and (run_dir / CHECKPOINT_FILE).is_file()
 
 
 def print_result(label: str, result: EvalResult) -> None:

@@ -34,7 +34,13 @@ from metalearn.types import Metrics
 if TYPE_CHECKING:
     from metalearn.training.loop import MetaObjective
 
-__all__ = ["BACKEND_ENV", "DataParallel", "launched_by_torchrun", "restart_count"]
+__all__ = [
+    "BACKEND_ENV",
+    "DataParallel",
+    "elastic_restarts",
+    "launched_by_torchrun",
+    "restart_count",
+]
 
 BACKEND_ENV = "METALEARN_DIST_BACKEND"
 """Environment variable that overrides the backend (default: ``nccl`` on CUDA, else ``gloo``)."""
@@ -53,14 +59,22 @@ def restart_count() -> int:
 def _init_process_group(backend: str) -> None:
     """``init_process_group`` from torchrun's variables, keyed by the restart count.
 
-    After an elastic restart, torchrun hands the new workers the same store as the failed
-    ones, which still holds their addresses: without a prefix of its own, gloo would try to
-    connect to the dead workers.
+    By default torchrun hands restarted workers the TCP store of the failed ones, which still
+    holds their addresses (PyTorch issue 135712): without keys of its own, gloo would connect
+    to the dead workers. The restart count is the same for every worker of one host, so this
+    covers restarts on one host; across hosts, whose agents count restarts apart, start
+    torchrun with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: every restart then gets a new store.
     """
     store, rank, world_size = next(dist.rendezvous("env://"))
-    store = dist.PrefixStore(f"metalearn-attempt-{restart_count()}", store)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        store = dist.PrefixStore(f"metalearn-attempt-{restart_count()}", store)
     timeout = timedelta(minutes=30)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+
+
+def elastic_restarts() -> bool:
+    """Whether ``torchrun`` restarts failed workers (``--max-restarts`` above 0)."""
+    return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
 
 
 class DataParallel:
