@@ -104,12 +104,45 @@ def rank_streams(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
     return {"inside": inside, "after": torch.rand(3)}
 
 
+def shards(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    """This rank's slice of a meta-batch whose task ``i`` holds ``i``, as what the loop sees."""
+    seen: list[torch.Tensor] = []
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(()))
+
+        def meta_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            seen.append(batch.support_x[:, 0].clone())
+            return self.weight * batch.support_x.sum(), {}
+
+    class Counting:
+        def sample_batch(self, n_tasks: int) -> Episode:
+            x = torch.arange(float(n_tasks)).view(n_tasks, 1).expand(n_tasks, 3)
+            y = torch.zeros(n_tasks, 3, dtype=torch.long)
+            return Episode(x, y, x, y, 2)
+
+        def state_dict(self) -> dict[str, object]:
+            return {}
+
+        def load_state_dict(self, state: dict[str, object]) -> None:
+            pass
+
+    cfg = TrainConfig(steps=1, meta_batch_size=BATCH, eval_every=0, progress=False)
+    meta_train(Recorder(), Counting(), cfg, parallel=parallel)
+    tasks = ["a", "b", "c", "d"]
+    listed = tasks if parallel is None else parallel.shard(tasks)
+    return {"tasks": seen[0], "listed": torch.tensor([tasks.index(t) for t in listed])}
+
+
 def main(out: Path) -> None:
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     parallel = DataParallel.from_env()
     rank = 0 if parallel is None else parallel.rank
-    for case in (maml, protonet, maml_trpo, maml_trpo_training, rank_streams):
+    cases = (maml, protonet, maml_trpo, maml_trpo_training, rank_streams, shards)
+    for case in cases:
         torch.save(case(parallel), out / f"{case.__name__}-{rank}.pt")
     if parallel is not None:
         parallel.close()

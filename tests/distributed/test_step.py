@@ -69,3 +69,11 @@ def test_maml_trpo_training_takes_the_same_step_on_every_rank(steps):
     ]
     assert max(moved) > 1e-4
     assert ranks[0]["accepted"] > 0
+
+
+def test_each_rank_trains_on_its_contiguous_slice_of_the_meta_batch(steps):
+    single = torch.load(steps / "single" / "shards-0.pt", weights_only=True)
+    ranks = load_ranks(steps, "shards")
+    assert single["tasks"].tolist() == [0, 1, 2, 3]
+    assert [r["tasks"].tolist() for r in ranks] == [[0, 1], [2, 3]]
+    assert [r["listed"].tolist() for r in ranks] == [[0, 1], [2, 3]]
