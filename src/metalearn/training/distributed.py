@@ -88,6 +88,8 @@ class DataParallel:
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
+        nccl = dist.get_backend(group) == "nccl"  # NCCL reduces CUDA tensors only
+        self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else None
 
     @classmethod
     def from_env(cls, device: str | torch.device = "cpu") -> DataParallel | None:
@@ -186,18 +188,17 @@ class DataParallel:
         with_grad = [p for p in params if p.grad is not None]
         if not with_grad:
             return
-        grads = [p.grad for p in with_grad]
-        bucket = torch.cat([g.reshape(-1) for g in grads])  # type: ignore[union-attr]
-        dist.all_reduce(bucket, group=self.group)
-        bucket /= self.world_size
-        for p, chunk in zip(with_grad, bucket.split([p.numel() for p in with_grad]), strict=True):
-            p.grad = chunk.view_as(p).clone()
+        grads: list[Tensor] = [p.grad for p in with_grad]  # type: ignore[misc]
+        bucket = self.all_reduce_mean(torch.cat([g.reshape(-1) for g in grads]))
+        for grad, chunk in zip(grads, bucket.split([g.numel() for g in grads]), strict=True):
+            grad.copy_(chunk.view_as(grad))
 
     def all_reduce_mean(self, tensor: Tensor) -> Tensor:
         """Return the mean of ``tensor`` over the ranks (a new tensor; no gradient flows)."""
-        out = tensor.detach().clone()
+        out = tensor.detach().to(self.device or tensor.device, copy=True)
         dist.all_reduce(out, group=self.group)
-        return out / self.world_size
+        out /= self.world_size
+        return out.to(tensor.device)
 
     def reduce_metrics(self, metrics: Mapping[str, Tensor | float]) -> Metrics:
         """Average scalar metrics over the ranks, in one all-reduce (names must match)."""
