@@ -136,12 +136,28 @@ def shards(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
     return {"tasks": seen[0], "listed": torch.tensor([tasks.index(t) for t in listed])}
 
 
+def evaluation(parallel: DataParallel | None) -> dict[str, torch.Tensor]:
+    """A meta-test sweep over 7 episodes (an uneven split), shared out when ``parallel``."""
+    from metalearn.training import meta_test
+
+    torch.manual_seed(0)
+    learner = MAML(MLP(4, 5, (16, 16)), inner_lr=0.4, inner_steps=1)
+    tasks = Float64Tasks(gaussian_clusters(10, 8, 4), n_way=5, n_shot=2, n_query=3, seed=3)
+    episodes = (e.to(dtype=torch.float64) for e in tasks.episodes(7))
+    options = {"inner_steps": [0, 1, 3], "batch_size": 2}
+    if parallel is None:
+        result = meta_test(learner, episodes, **options)
+    else:
+        result = parallel.meta_test(learner, episodes, 7, **options)
+    return {"values": result.values, **{f"steps{k}": v for k, v in result.by_steps.items()}}
+
+
 def main(out: Path) -> None:
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     parallel = DataParallel.from_env()
     rank = 0 if parallel is None else parallel.rank
-    cases = (maml, protonet, maml_trpo, maml_trpo_training, rank_streams, shards)
+    cases = (maml, protonet, maml_trpo, maml_trpo_training, rank_streams, shards, evaluation)
     for case in cases:
         torch.save(case(parallel), out / f"{case.__name__}-{rank}.pt")
     if parallel is not None:

@@ -77,3 +77,13 @@ def test_each_rank_trains_on_its_contiguous_slice_of_the_meta_batch(steps):
     assert single["tasks"].tolist() == [0, 1, 2, 3]
     assert [r["tasks"].tolist() for r in ranks] == [[0, 1], [2, 3]]
     assert [r["listed"].tolist() for r in ranks] == [[0, 1], [2, 3]]
+
+
+def test_a_meta_test_shared_out_over_the_ranks_equals_one_process(steps):
+    single = torch.load(steps / "single" / "evaluation-0.pt", weights_only=True)
+    assert single["values"].shape == (7,)
+    assert set(single) == {"values", "steps0", "steps1", "steps3"}
+    for held in load_ranks(steps, "evaluation"):  # every rank gets every episode's value
+        assert held.keys() == single.keys()
+        for name, expected in single.items():
+            torch.testing.assert_close(held[name], expected, rtol=0, atol=1e-12, msg=name)
