@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from metalearn.cli.common import (
     write_config,
 )
 from metalearn.config import RunConfig, to_dict
-from metalearn.training import METRICS_FILE, meta_test, meta_train, plot_curves
+from metalearn.errors import ConfigError
+from metalearn.training import CHECKPOINT_FILE, METRICS_FILE, meta_test, meta_train, plot_curves
+from metalearn.training.distributed import DataParallel, elastic_restarts, launched_by_torchrun
 from metalearn.training.evaluation import EvalResult
 from metalearn.utils.io import atomic_write_text
 from metalearn.utils.seeding import seed_everything
@@ -48,18 +51,54 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train (or resume), meta-test on the test episodes, and print where everything went."""
+    """Train (or resume), meta-test on the test episodes, and print where everything went.
+
+    Under ``torchrun`` every worker runs this; the meta-batches are split over them
+    (:class:`~metalearn.training.distributed.DataParallel`) and rank 0 alone writes and prints.
+    With ``torchrun --max-restarts``, a ``--run-dir`` that holds a checkpoint is continued, so
+    that restarted workers resume the run.
+    """
+    config, run_dir, resume = _resolve_run(args)
+    parallel = DataParallel.from_env(config.device) if launched_by_torchrun() else None
+    main = parallel is None or parallel.is_main
+    if not main:
+        logging.getLogger().setLevel(logging.WARNING)  # the other ranks are quiet
+    try:
+        if parallel is not None:  # before anything is written
+            parallel.check_meta_batch_size(config.train.meta_batch_size)
+        if run_dir is None:  # rank 0 names the new run folder
+            run_dir = new_run_dir(config, args.runs) if main else None
+            run_dir = run_dir if parallel is None else parallel.broadcast_object(run_dir)
+        assert run_dir is not None
+        result = train_and_test(
+            config, run_dir, resume=resume, test=not args.no_test, parallel=parallel
+        )
+    finally:
+        if parallel is not None:
+            parallel.close()
+    if main:
+        print(f"run folder: {run_dir}")
+        if result is not None:
+            print_result(f"test {result.metric}", result)
+    return 0
+
+
+def _resolve_run(args: argparse.Namespace) -> tuple[RunConfig, Path | None, bool]:
+    """Return the config, the run folder (``None``: a new one) and whether to resume."""
     if args.resume:
         run_dir = Path(args.resume)
-        config = resolve_config(None, args.overrides, base=read_config(run_dir))
-    else:
-        config = resolve_config(args.preset, args.overrides)
-        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(config, args.runs)
-    result = train_and_test(config, run_dir, resume=bool(args.resume), test=not args.no_test)
-    print(f"run folder: {run_dir}")
-    if result is not None:
-        print_result(f"test {result.metric}", result)
-    return 0
+        return resolve_config(None, args.overrides, base=read_config(run_dir)), run_dir, True
+    config = resolve_config(args.preset, args.overrides)
+    if args.run_dir is None:
+        if elastic_restarts():
+            raise ConfigError(
+                "torchrun --max-restarts needs --run-dir DIR, so that restarted workers resume "
+                "the same run folder"
+            )
+        return config, None, False
+    run_dir = Path(args.run_dir)
+    # with elastic restarts, the run folder's checkpoint is continued (by restarted workers)
+    return config, run_dir, elastic_restarts() and (run_dir / CHECKPOINT_FILE).is_file()
 
 
 def print_result(label: str, result: EvalResult) -> None:
@@ -70,15 +109,25 @@ def print_result(label: str, result: EvalResult) -> None:
 
 
 def train_and_test(
-    config: RunConfig, run_dir: Path, *, resume: bool = False, test: bool = True
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    test: bool = True,
+    parallel: DataParallel | None = None,
 ) -> EvalResult | None:
-    """Meta-train ``config`` into ``run_dir``; then meta-test the best learner (``test.json``)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(config, run_dir)
+    """Meta-train ``config`` into ``run_dir``; then meta-test the best learner (``test.json``).
+
+    With ``parallel``, every rank trains and tests its share and rank 0 writes the files.
+    """
+    main = parallel is None or parallel.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, run_dir)
     seed_everything(config.train.seed)  # the same config gives the same initial weights
     learner = build_learner(config)
     train_tasks = build_tasks(config, "train")
-    validate = _validator(config, learner)
+    validate = _validator(config, learner, parallel)
     meta_train(
         learner,
         train_tasks,
@@ -87,20 +136,23 @@ def train_and_test(
         validate=validate,
         resume=resume,
         extra_state={"config": to_dict(config)},
+        parallel=parallel,
     )
-    title = f"{run_dir.resolve().name} (preset {config.name})"
-    plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png", title=title)
+    if main:
+        title = f"{run_dir.resolve().name} (preset {config.name})"
+        plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png", title=title)
     if not test:
         return None
     _, best, _ = load_run(run_dir)  # the best checkpoint, as `evaluate` would load it
-    result = evaluate_learner(config, best, "test", config.eval.episodes)
-    write_result(result, run_dir / "test.json", config, "test")
-    if is_rl(config):
-        write_adaptation(result, run_dir, config)
+    result = evaluate_learner(config, best, "test", config.eval.episodes, parallel=parallel)
+    if main:
+        write_result(result, run_dir / "test.json", config, "test")
+        if is_rl(config):
+            write_adaptation(result, run_dir, config)
     return result
 
 
-def _validator(config: RunConfig, learner: Any) -> Any:
+def _validator(config: RunConfig, learner: Any, parallel: DataParallel | None = None) -> Any:
     # Lake's split has no validation classes: never select checkpoints on the test classes.
     no_val = config.data.dataset == "omniglot" and config.data.split == "lake"
     if config.eval.val_episodes == 0 or config.train.eval_every == 0 or no_val:
@@ -116,33 +168,49 @@ def _validator(config: RunConfig, learner: Any) -> Any:
         return validate_rl
 
     def validate() -> dict[str, float]:
-        result = meta_test(
-            learner,
-            tasks.episodes(config.eval.val_episodes),  # type: ignore[attr-defined]
-            batch_size=config.eval.batch_size,
-            transductive=config.eval.transductive,
-            progress=False,  # inside the training bar
-        )
+        episodes = tasks.episodes(config.eval.val_episodes)  # type: ignore[attr-defined]
+        options: dict[str, Any] = {
+            "batch_size": config.eval.batch_size,
+            "transductive": config.eval.transductive,
+            "progress": False,  # inside the training bar
+        }
+        if parallel is not None:
+            n = config.eval.val_episodes
+            result = parallel.meta_test(learner, episodes, n, **options)
+        else:
+            result = meta_test(learner, episodes, **options)
         return {result.metric: result.mean}
 
     return validate
 
 
 def evaluate_learner(
-    config: RunConfig, learner: Any, subset: Subset, n_episodes: int, *, progress: bool = False
+    config: RunConfig,
+    learner: Any,
+    subset: Subset,
+    n_episodes: int,
+    *,
+    progress: bool = False,
+    parallel: DataParallel | None = None,
 ) -> EvalResult:
-    """Meta-test ``learner`` on ``n_episodes`` fixed episodes (RL: tasks) of ``subset``."""
+    """Meta-test ``learner`` on ``n_episodes`` fixed episodes (RL: tasks) of ``subset``.
+
+    With ``parallel``, the episodes are split over the ranks and every rank gets all values
+    (RL tasks are not split: their rollout noise is one stream over all tasks).
+    """
     tasks = build_tasks(config, subset)
     if is_rl(config):
         return rl_adaptation(config, learner, tasks.sample_batch(n_episodes))
-    return meta_test(
-        learner,
-        tasks.episodes(n_episodes),  # type: ignore[attr-defined]
-        inner_steps=list(config.eval.inner_steps) or None,
-        batch_size=config.eval.batch_size,
-        progress=progress,
-        transductive=config.eval.transductive,
-    )
+    episodes = tasks.episodes(n_episodes)  # type: ignore[attr-defined]
+    options: dict[str, Any] = {
+        "inner_steps": list(config.eval.inner_steps) or None,
+        "batch_size": config.eval.batch_size,
+        "transductive": config.eval.transductive,
+    }
+    if parallel is not None:
+        options["progress"] = progress and parallel.is_main
+        return parallel.meta_test(learner, episodes, n_episodes, **options)
+    return meta_test(learner, episodes, progress=progress, **options)
 
 
 def write_result(result: EvalResult, path: Path, config: RunConfig, subset: str) -> dict[str, Any]:

@@ -63,6 +63,12 @@ class MetaRLLearner(nn.Module):
         fisher: the KL curvature's products: ``"gauss-newton"`` (:meth:`gauss_newton_fisher`)
             or ``"hessian"`` (double backprop through the KL; the reference).
 
+    Attributes:
+        all_reduce_mean: with data-parallel training, the mean of a tensor over the ranks,
+            each holding a share of the meta-batch's tasks (set by the training loop's
+            ``DataParallel``); the TRPO step averages its loss, gradient, KL and curvature
+            products with it. ``None`` in one process.
+
     References:
         Finn, Abbeel and Levine. "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
         Networks." ICML 2017.
@@ -101,6 +107,7 @@ class MetaRLLearner(nn.Module):
         self.normalize_advantages = normalize_advantages
         self.fisher = fisher
         self.max_kl = max_kl
+        self.all_reduce_mean: Callable[[Tensor], Tensor] | None = None
         self._trpo_step = partial(
             trpo_step,
             max_kl=max_kl,
@@ -295,6 +302,7 @@ class MetaRLLearner(nn.Module):
             partial(self.mean_kl, data=data),
             params,
             fisher=self.gauss_newton_fisher(data) if self.fisher == "gauss-newton" else None,
+            reduce=self.all_reduce_mean,
         )
         if result.accepted:
             with torch.no_grad():

@@ -119,16 +119,18 @@ def _natural_step(
     max_kl: float,
     cg_iters: int,
     damping: float,
+    reduce: Callable[[Tensor], Tensor],
 ) -> tuple[Tensor, Tensor]:
     """Return the loss at ``params`` and the full step ``beta * s``, ``s = -F^{-1} g``."""
     leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     loss = loss_fn(leaves)
     # a parameter the loss ignores gets a zero gradient rather than an error
     grad = flat(torch.autograd.grad(loss, list(leaves.values()), materialize_grads=True))
+    grad, loss = reduce(grad), reduce(loss.detach())
     product = fisher(leaves)
 
     def fisher_vector(v: Tensor) -> Tensor:
-        return product(v) + damping * v
+        return reduce(product(v)) + damping * v
 
     direction = conjugate_gradient(fisher_vector, -grad, iters=cg_iters)
     curvature = direction @ fisher_vector(direction)
@@ -147,6 +149,7 @@ def trpo_step(
     cg_damping: float = 1e-5,
     ls_max_steps: int = 15,
     ls_backtrack_ratio: float = 0.8,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> TRPOResult:
     r"""One TRPO step on ``loss_fn`` (to minimise) under ``kl_fn <= max_kl``.
 
@@ -167,6 +170,9 @@ def trpo_step(
         cg_damping: added to the Fisher-vector products for stability.
         ls_max_steps: line-search trials before giving up (no step).
         ls_backtrack_ratio: the shrink factor of each trial.
+        reduce: applied to the loss, its gradient, the KL and every Fisher-vector product
+            before use: with data-parallel ranks that each hold a share of the tasks, the mean
+            over the ranks, so that every rank takes the step of the whole meta-batch.
 
     Returns:
         A :class:`TRPOResult`.
@@ -176,13 +182,16 @@ def trpo_step(
         ICML 2015.
     """
     fisher = fisher or partial(kl_hessian_vector_product, kl_fn)
-    loss_before, full_step = _natural_step(loss_fn, fisher, params, max_kl, cg_iters, cg_damping)
+    reduce = reduce or (lambda t: t)
+    loss_before, full_step = _natural_step(
+        loss_fn, fisher, params, max_kl, cg_iters, cg_damping, reduce
+    )
     old = {name: p.detach() for name, p in params.items()}
     old_flat = flat(list(old.values()))
     with torch.no_grad():
         for backtracks in range(ls_max_steps):
             candidate = _unflat(old_flat + ls_backtrack_ratio**backtracks * full_step, old)
-            loss, kl = loss_fn(candidate), kl_fn(candidate)
+            loss, kl = reduce(loss_fn(candidate)), reduce(kl_fn(candidate))
             if loss < loss_before and kl <= max_kl:
                 return TRPOResult(candidate, loss_before, loss, kl, True, backtracks)
     zero = torch.zeros_like(loss_before)

@@ -13,9 +13,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor, nn
 
@@ -41,6 +42,9 @@ from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
 from metalearn.utils.io import atomic_write_text
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from metalearn.training.distributed import DataParallel
 
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
 
@@ -178,6 +182,7 @@ def meta_train(
     validate: Callable[[], Mapping[str, float]] | None = None,
     resume: bool = False,
     extra_state: dict[str, Any] | None = None,
+    parallel: DataParallel | None = None,
 ) -> TrainResult:
     """Meta-train ``objective`` on batches from ``tasks``: the one outer loop.
 
@@ -206,6 +211,9 @@ def meta_train(
         extra_state: plain data saved in every checkpoint. ``{"config": to_dict(run_config)}``
             (what ``metalearn train`` passes) is also written to ``run_dir/config.json`` on a
             fresh start, so that ``metalearn evaluate`` and ``plot`` work on the run.
+        parallel: split every meta-batch over the ranks of a process group
+            (:class:`~metalearn.training.distributed.DataParallel`); every rank reads the
+            checkpoint on resume, rank 0 alone writes files and draws the progress bar.
 
     Returns:
         The final step, last train and validation metrics, best validation and logged rows.
@@ -217,20 +225,26 @@ def meta_train(
         TrainingDivergedError: if the logged training loss is NaN or infinite.
     """
     run_dir = None if run_dir is None else Path(run_dir)
-    state = TrainState(objective, tasks, cfg, extra_state)
-    mirror = TensorBoardLogger(run_dir) if cfg.tensorboard else None
-    metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE, mirror=mirror)
+    if parallel is not None:
+        parallel.setup(objective, cfg.meta_batch_size)
+    writes = parallel is None or parallel.is_main  # only rank 0 writes files
+    state = TrainState(objective, tasks, cfg, extra_state, parallel)
+    log_path = None if run_dir is None or not writes else run_dir / METRICS_FILE
+    mirror = TensorBoardLogger(run_dir) if cfg.tensorboard and log_path is not None else None
+    metrics_log = MetricsLogger(log_path, mirror=mirror)
     _start(state, metrics_log, run_dir, resume)
-    loop = _Loop(state, metrics_log, run_dir, validate)
+    loop = _Loop(state, metrics_log, run_dir if writes else None, validate)
     objective.train()
-    enabled = progress_enabled(cfg.progress)
+    enabled = progress_enabled(cfg.progress) and writes
     with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
         while state.step < cfg.steps:
             loop.step()
             bar.update()
             bar.set_postfix(loop.postfix, refresh=False)
     metrics_log.close()
-    return loop.result()
+    if parallel is not None:
+        parallel.barrier()  # the other ranks may read what rank 0 wrote last
+    return replace(loop.result(), run_dir=run_dir)
 
 
 def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: bool) -> None:
@@ -249,7 +263,8 @@ def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: 
         )
     seed_everything(state.cfg.seed)
     log.reset()
-    if run_dir is not None and isinstance(state.extra_state.get("config"), dict):
+    writes = state.parallel is None or state.parallel.is_main
+    if run_dir is not None and writes and isinstance(state.extra_state.get("config"), dict):
         # the run's config.json, which `metalearn evaluate` and `plot` read: an API run that
         # passes its resolved config (as the CLI does) works with every command
         text = json.dumps(state.extra_state["config"], indent=2) + "\n"
@@ -282,9 +297,12 @@ class _Loop:
         state, cfg = self.state, self.cfg
         self.window.start()
         batch = state.tasks.sample_batch(cfg.meta_batch_size)
+        if state.parallel is not None:  # every rank draws the whole batch and keeps its slice
+            batch = state.parallel.shard(batch)
         if isinstance(batch, Episode) and self.device is not None:
             batch = batch.to(self.device)
-        self.window.add(state.update(batch))
+        with nullcontext() if state.parallel is None else state.parallel.rank_rng():
+            self.window.add(state.update(batch))
         state.step += 1
         on_step_end = getattr(state.objective, "on_step_end", None)
         if on_step_end is not None:  # schedules (MAML++'s annealing) follow the loop's steps

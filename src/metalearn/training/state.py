@@ -26,6 +26,7 @@ from metalearn.training.checkpoint import (
 from metalearn.types import Metrics
 
 if TYPE_CHECKING:
+    from metalearn.training.distributed import DataParallel
     from metalearn.training.loop import MetaObjective, TrainConfig
 
 __all__ = ["RESUME_MUST_MATCH", "LinearToZero", "TrainState", "meta_update_hook"]
@@ -74,6 +75,7 @@ class TrainState:
         tasks: the task source batches come from.
         cfg: the loop settings.
         extra_state: plain data stored in every checkpoint (e.g. the resolved run config).
+        parallel: averages gradients and metrics over data-parallel ranks, or ``None``.
 
     Attributes:
         step: outer steps completed.
@@ -87,8 +89,10 @@ class TrainState:
         tasks: TaskSource,
         cfg: TrainConfig,
         extra_state: dict[str, Any] | None,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.objective, self.tasks, self.cfg = objective, tasks, cfg
+        self.parallel = parallel
         self.extra_state = {} if extra_state is None else extra_state
         check_plain_data(self.extra_state, "extra_state")
         self.hook = meta_update_hook(objective)
@@ -124,20 +128,26 @@ class TrainState:
     def update(self, batch: Any) -> Metrics:
         """Take one outer step on ``batch`` and return its (detached) metrics."""
         if self.hook is not None:
-            return dict(self.hook(batch))
+            return self._reduce(self.hook(batch))
         assert self.optimizer is not None  # built whenever there is no hook
         self.optimizer.zero_grad(set_to_none=True)
         loss, metrics = self.objective.meta_loss(batch)
         loss.backward()
-        metrics = {"loss": loss.detach(), **metrics}
+        metrics = self._reduce({"loss": loss.detach(), **metrics})
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.parallel is not None:
+            self.parallel.all_reduce_gradients(params)
         if self.cfg.grad_clip is not None:
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             metrics["grad_norm"] = norm.detach()
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return metrics
+
+    def _reduce(self, metrics: Metrics) -> Metrics:
+        """The metrics averaged over the data-parallel ranks (as they are in one process)."""
+        return dict(metrics) if self.parallel is None else self.parallel.reduce_metrics(metrics)
 
     def payload(self, elapsed_s: float) -> dict[str, Any]:
         """Return the checkpoint dict (see :mod:`metalearn.training.checkpoint`)."""
