@@ -22,6 +22,8 @@ from metalearn.algorithms import (
     Reptile,
     SiameseNet,
 )
+from metalearn.algorithms.baseline import Baseline, FitSettings
+from metalearn.applications.transfer import ClassBatches
 from metalearn.config import RunConfig
 from metalearn.data import (
     ClassDataset,
@@ -40,6 +42,7 @@ __all__ = [
     "Subset",
     "GRADIENT_ALGORITHMS",
     "METRIC_ALGORITHMS",
+    "TRANSFER_ALGORITHMS",
     "RL_ENV_IDS",
     "build_dataset",
     "build_learner",
@@ -53,6 +56,8 @@ Subset = Literal["train", "val", "test"]
 
 GRADIENT_ALGORITHMS = ("maml", "fomaml", "meta-sgd", "anil", "reptile")
 METRIC_ALGORITHMS = ("protonet", "matching", "siamese")
+TRANSFER_ALGORITHMS = ("baseline", "baseline-pp")
+"""Plain classifiers on every training class, with a new head fitted per episode (Chen et al.)."""
 RL_ENV_IDS = {
     "navigation": "metalearn/Navigation2D-v0",
     "cheetah-vel": "metalearn/HalfCheetahVel-v0",
@@ -113,10 +118,25 @@ def build_tasks(config: RunConfig, subset: Subset, *, seed: int | None = None) -
         from metalearn.rl import TaskDistribution  # gymnasium is imported for RL runs only
 
         return TaskDistribution(_env_id(config), seed=seed, env_kwargs=_env_kwargs(config))
+    if subset == "train" and config.algorithm.name in TRANSFER_ALGORITHMS:
+        return _class_batches(config, seed)
     n_way, n_shot, n_query = episode_spec(config, subset)
     if config.data.dataset == "sinusoid":
         return SinusoidTasks(n_shot, n_query, seed=seed)
     return TaskSampler(build_dataset(config, subset), n_way, n_shot, n_query, seed=seed)
+
+
+def _class_batches(config: RunConfig, seed: int) -> ClassBatches:
+    """Labelled mini-batches over every training class (Baseline/Baseline++ training)."""
+    if config.data.dataset == "sinusoid":
+        raise ConfigError(f"{config.algorithm.name} classifies images; sinusoids are regression")
+    batches = ClassBatches(build_dataset(config, "train"), seed)
+    if config.algorithm.n_classes < batches.n_classes:
+        raise ConfigError(
+            f"the training set has {batches.n_classes} classes: set --algorithm.n_classes="
+            f"{batches.n_classes} (now {config.algorithm.n_classes})"
+        )
+    return batches
 
 
 def image_channels(config: RunConfig) -> Channels:
@@ -127,7 +147,7 @@ def image_channels(config: RunConfig) -> Channels:
 def build_model(config: RunConfig) -> nn.Module:
     """Return the network: a classifier/regressor for gradient learners, an encoder otherwise."""
     model, data = config.model, config.data
-    is_metric = config.algorithm.name in METRIC_ALGORITHMS
+    is_metric = config.algorithm.name in METRIC_ALGORITHMS + TRANSFER_ALGORITHMS
     if data.dataset == "sinusoid":
         return MLP(1, 1, hidden_sizes=(model.hidden,) * model.depth)
     if model.backbone == "mlp":
@@ -156,6 +176,8 @@ def build_learner(config: RunConfig) -> Learner[Any]:
     if is_rl(config):
         return _build_rl_learner(config)  # type: ignore[return-value]
     model = build_model(config)
+    if algo.name in TRANSFER_ALGORITHMS:
+        return _build_baseline(config, model).to(torch.device(config.device))
     if algo.name in METRIC_ALGORITHMS:
         metric: dict[str, Callable[[], Learner[Any]]] = {
             "protonet": lambda: ProtoNet(model, distance=algo.distance),
@@ -195,6 +217,22 @@ def build_learner(config: RunConfig) -> Learner[Any]:
         "reptile": lambda: Reptile(model, **kwargs),
     }
     return gradient[algo.name]().to(torch.device(config.device))
+
+
+def _build_baseline(config: RunConfig, encoder: nn.Module) -> Baseline:
+    algo = config.algorithm
+    fit = FitSettings(
+        lr=algo.finetune_lr, batch_size=algo.finetune_batch_size, epochs=algo.finetune_epochs
+    )
+    return Baseline(
+        encoder,
+        head="cosine" if algo.name == "baseline-pp" else "linear",
+        n_classes=algo.n_classes,
+        fit=fit,
+        finetune_encoder=algo.finetune_encoder,
+        scale=algo.cosine_scale,
+        keep_head=algo.keep_head,
+    )
 
 
 def _env_id(config: RunConfig) -> str:
