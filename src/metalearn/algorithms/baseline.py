@@ -168,12 +168,8 @@ class Baseline(Learner[BaselineState]):
             raise ConfigError("keep_head needs a trained head of n_classes >= 2")
         self.encoder, self.head_kind, self.n_classes = encoder, head, n_classes
         self.fit = FitSettings() if fit is None else fit
-        self.finetune_encoder, self.scale, self.keep_head, self.seed = (
-            finetune_encoder,
-            scale,
-            keep_head,
-            seed,
-        )
+        self.finetune_encoder, self.keep_head = finetune_encoder, keep_head
+        self.scale, self.seed = scale, seed
         self.dim: int = encoder.embedding_dim  # type: ignore[assignment]
         self.head: nn.Module | None = None
         if n_classes:
