@@ -57,7 +57,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("run_path", metavar="RUN", help="trained run folder or checkpoint")
     parser.add_argument("data", metavar="DATA", help="folder with train/<class>/ (and val/)")
     parser.add_argument("-o", "--out", default=None, help="output run folder (default: new)")
-    parser.add_argument("--resume", action="store_true", help="continue the killed run in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the killed run in --out (its RUN and DATA are reused)",
+    )
     parser.add_argument("--patience", type=int, default=5, help="validations without gain")
     parser.add_argument("--val-share", type=float, default=0.2, help="held out without val/")
     add_invert_argument(parser)
