@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from metalearn import Conv4, ProtoNet, TaskSampler, TrainConfig, load_omniglot, meta_train
+from metalearn.algorithms.inductive import adapt_inductive, predict_inductive
 from metalearn.applications import auroc, calibrate_on_classes
 from metalearn.applications.rejection import known_scores
 
@@ -64,11 +65,13 @@ def score_test_episodes(learner: ProtoNet, sampler: TaskSampler, n: int) -> dict
     scores: dict[str, list[Tensor]] = {"known": [], **{kind: [] for kind in KINDS}}
     with torch.no_grad():
         for episode in sampler.episodes(n):
-            prototypes = learner.adapt(episode.support_x, episode.support_y, episode.n_way)
-            scores["known"].append(known_scores(learner.predict(prototypes, episode.query_x)))
+            # inductive, as personal models predict and as the threshold is calibrated
+            state = adapt_inductive(learner, episode.support_x, episode.support_y, episode.n_way)
+            known = predict_inductive(learner, state, episode.query_x)
+            scores["known"].append(known_scores(known))
             for kind in KINDS:
                 images = unknown_images(kind, episode.query_x, generator)
-                scores[kind].append(known_scores(learner.predict(prototypes, images)))
+                scores[kind].append(known_scores(predict_inductive(learner, state, images)))
     return {name: torch.cat(values) for name, values in scores.items()}
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from metalearn.algorithms import Learner
+from metalearn.applications.transfer import ClassBatches
 from metalearn.config import RunConfig
 from metalearn.data import (
     ClassDataset,
@@ -33,6 +34,7 @@ __all__ = [
     "Subset",
     "GRADIENT_ALGORITHMS",
     "METRIC_ALGORITHMS",
+    "TRANSFER_ALGORITHMS",
     "RL_ENV_IDS",
     "build_dataset",
     "build_learner",
@@ -49,6 +51,8 @@ Subset = Literal["train", "val", "test"]
 # the built-in algorithms of each kind (metalearn.registry has every registered one)
 GRADIENT_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "gradient")
 METRIC_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "metric")
+TRANSFER_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "transfer")
+"""Plain classifiers on every training class, with a new head fitted per episode (Chen et al.)."""
 RL_ENV_IDS = {
     "navigation": "metalearn/Navigation2D-v0",
     "cheetah-vel": "metalearn/HalfCheetahVel-v0",
@@ -127,10 +131,25 @@ def build_tasks(config: RunConfig, subset: Subset, *, seed: int | None = None) -
         from metalearn.rl import TaskDistribution  # gymnasium is imported for RL runs only
 
         return TaskDistribution(_env_id(config), seed=seed, env_kwargs=_env_kwargs(config))
+    if subset == "train" and config.algorithm.name in TRANSFER_ALGORITHMS:
+        return _class_batches(config, seed)
     n_way, n_shot, n_query = episode_spec(config, subset)
     if config.data.dataset == "sinusoid":
         return SinusoidTasks(n_shot, n_query, seed=seed)
     return TaskSampler(build_dataset(config, subset), n_way, n_shot, n_query, seed=seed)
+
+
+def _class_batches(config: RunConfig, seed: int) -> ClassBatches:
+    """Labelled mini-batches over every training class (Baseline/Baseline++ training)."""
+    if config.data.dataset == "sinusoid":
+        raise ConfigError(f"{config.algorithm.name} classifies images; sinusoids are regression")
+    batches = ClassBatches(build_dataset(config, "train"), seed)
+    if config.algorithm.n_classes < batches.n_classes:
+        raise ConfigError(
+            f"the training set has {batches.n_classes} classes: set --algorithm.n_classes="
+            f"{batches.n_classes} (now {config.algorithm.n_classes})"
+        )
+    return batches
 
 
 def image_channels(config: RunConfig) -> Channels:
@@ -177,7 +196,8 @@ def _folder_root(config: RunConfig) -> Path:
 def build_model(config: RunConfig) -> nn.Module:
     """Return the network: a classifier/regressor for gradient learners, an encoder otherwise."""
     model, data = config.model, config.data
-    is_metric = get_algorithm(config.algorithm.name).kind == "metric"
+    # metric and transfer learners embed: the network is an encoder
+    is_metric = get_algorithm(config.algorithm.name).kind != "gradient"
     if data.dataset == "sinusoid":
         return MLP(1, 1, hidden_sizes=(model.hidden,) * model.depth)
     if model.backbone == "mlp":

@@ -103,6 +103,22 @@ class AlgorithmConfig:
     batched: bool | None = None
     """Tasks of a meta-batch run together (``true``) or in a loop (``false``); ``None``: the
     learner's measured default."""
+    n_classes: int = 0
+    """Baseline/Baseline++: classes of the classifier trained on every training class at once
+    (Omniglot's Vinyals split: 4,112); 0: no trained head (fine-tune another run's encoder)."""
+    finetune_lr: float = 0.01
+    """Baseline/Baseline++: SGD learning rate of each episode's new head (Chen et al.: 0.01,
+    with momentum 0.9, dampening 0.9 and weight decay 1e-3)."""
+    finetune_epochs: int = 100
+    """Baseline/Baseline++: epochs over the support set of each episode's head fit."""
+    finetune_batch_size: int = 4
+    """Baseline/Baseline++: support examples per SGD step of the head fit."""
+    finetune_encoder: bool = False
+    """Baseline/Baseline++: fine-tune (a copy of) the whole network on each support set too."""
+    cosine_scale: float | None = None
+    """Baseline++: logit scale of the cosine heads; ``None``: 2 up to 200 classes, else 10."""
+    keep_head: bool = False
+    """Baseline/Baseline++: predict with the trained head (a ``metalearn finetune`` model)."""
 
 
 @dataclass(frozen=True)

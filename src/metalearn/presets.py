@@ -142,7 +142,36 @@ def _all_presets() -> dict[str, RunConfig]:
     for algorithm in ("maml", "meta-sgd"):
         presets[f"{algorithm}-sinusoid"] = _sinusoid(algorithm)
     presets.update({f"maml-rl-{d}": _maml_rl(d) for d in _RL_FAMILIES})
+    presets.update({c.name: c for c in (_baseline("baseline"), _baseline("baseline-pp"))})
     return presets
+
+
+def _baseline(algorithm: str) -> RunConfig:
+    """Baseline/Baseline++ (Chen et al. 2019): a classifier over the 4,112 training classes.
+
+    Adam at 1e-3 on batches of 16 for 5 epochs of the 82,240 training images (25,700 steps;
+    ``train.py``), then a new head per test episode fitted on the frozen features
+    (``baselinefinetune.py``). Tested on 5-way 1-shot episodes; ``--eval.n_shot=5`` scores the
+    same network 5-shot. Validation (Chen et al. use none) is 5-way accuracy on the val classes.
+    """
+    title = "Baseline++ (cosine head)" if algorithm == "baseline-pp" else "Baseline (linear head)"
+    return RunConfig(
+        name=f"{algorithm}-omniglot",
+        description=f"{title}, pretrained on every Omniglot training class, 5-way test",
+        reference="Chen et al. 2019 and wyharveychen/CloserLookFewShot (train.py, "
+        "methods/baselinetrain.py, methods/baselinefinetune.py); Vinyals split",
+        data=DataConfig(split="vinyals", n_way=5, n_shot=1, n_query=15),
+        algorithm=AlgorithmConfig(name=algorithm, n_classes=4112),
+        train=TrainConfig(
+            steps=25_700,
+            meta_batch_size=16,
+            outer_lr=1e-3,
+            log_every=50,
+            eval_every=2_500,
+            checkpoint_every=500,
+        ),
+        eval=EvalConfig(episodes=600, n_way=5, n_shot=1, n_query=15),
+    )
 
 
 def _reptile(n_way: int, n_shot: int) -> RunConfig:

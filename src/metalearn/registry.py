@@ -26,11 +26,15 @@ from metalearn.algorithms import (
     Reptile,
     SiameseNet,
 )
+from metalearn.algorithms.baseline import Baseline, FitSettings
 from metalearn.config import AlgorithmConfig, RunConfig
 from metalearn.errors import ConfigError
 from metalearn.presets import PRESETS
 
 __all__ = ["ALGORITHMS", "Algorithm", "Builder", "get_algorithm", "register"]
+
+Kind = Literal["gradient", "metric", "transfer"]
+"""How the network is used: an adapted classifier, an encoder, or a pretrained classifier."""
 
 Builder = Callable[[nn.Module, RunConfig], Learner[Any]]
 """Builds a learner from its network (see :func:`metalearn.build.build_model`) and the config."""
@@ -43,13 +47,15 @@ class Algorithm:
     Attributes:
         name: its config name (``--algorithm.name``).
         kind: ``"gradient"`` (the network is a classifier or regressor with a ``head``; test
-            episodes must have the training ``n_way``) or ``"metric"`` (an encoder).
+            episodes must have the training ``n_way``), ``"metric"`` (an encoder) or
+            ``"transfer"`` (an encoder pretrained with a classifier head over every training
+            class, a new head fitted per episode; trained on class batches, not episodes).
         build: the builder.
         presets: the presets of this algorithm, by name (``metalearn presets`` lists them).
     """
 
     name: str
-    kind: Literal["gradient", "metric"]
+    kind: Kind
     build: Builder
     presets: Mapping[str, RunConfig] = field(default_factory=dict)
 
@@ -144,7 +150,23 @@ def _siamese(model: nn.Module, config: RunConfig) -> Learner[Any]:
     return SiameseNet(model)
 
 
-def _builtin(name: str, kind: Literal["gradient", "metric"], build: Builder) -> Algorithm:
+def _baseline(model: nn.Module, config: RunConfig) -> Learner[Any]:
+    algo = config.algorithm
+    fit = FitSettings(
+        lr=algo.finetune_lr, batch_size=algo.finetune_batch_size, epochs=algo.finetune_epochs
+    )
+    return Baseline(
+        model,
+        head="cosine" if algo.name == "baseline-pp" else "linear",
+        n_classes=algo.n_classes,
+        fit=fit,
+        finetune_encoder=algo.finetune_encoder,
+        scale=algo.cosine_scale,
+        keep_head=algo.keep_head,
+    )
+
+
+def _builtin(name: str, kind: Kind, build: Builder) -> Algorithm:
     presets = {key: c for key, c in PRESETS.items() if c.algorithm.name == name}
     return Algorithm(name, kind, build, presets)
 
@@ -158,5 +180,7 @@ for _algorithm in [
     _builtin("protonet", "metric", _protonet),
     _builtin("matching", "metric", _matching),
     _builtin("siamese", "metric", _siamese),
+    _builtin("baseline", "transfer", _baseline),
+    _builtin("baseline-pp", "transfer", _baseline),
 ]:
     ALGORITHMS[_algorithm.name] = _algorithm

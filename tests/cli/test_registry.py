@@ -111,7 +111,8 @@ def test_an_unknown_algorithm_is_a_usage_error_that_writes_nothing(run_cli):
 
 def test_every_builtin_algorithm_is_registered_with_its_presets():
     assert list(ALGORITHMS) == [
-        "maml", "fomaml", "meta-sgd", "anil", "reptile", "protonet", "matching", "siamese"
+        "maml", "fomaml", "meta-sgd", "anil", "reptile", "protonet", "matching", "siamese",
+        "baseline", "baseline-pp",
     ]  # fmt: skip
     for name, algorithm in ALGORITHMS.items():
         assert algorithm.presets, name

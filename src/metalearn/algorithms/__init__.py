@@ -3,11 +3,13 @@
 Gradient-based: :class:`MAML` (and first-order MAML via ``first_order=True``),
 :class:`MAMLPlusPlus`, :class:`ANIL`,
 :class:`MetaSGD`, :class:`Reptile`. Metric-based: :class:`ProtoNet`, :class:`MatchingNet`,
-:class:`SiameseNet`. Must not import ``metalearn.data`` or ``metalearn.training``.
+:class:`SiameseNet`. Transfer: :class:`Baseline` (and Baseline++). Must not import
+``metalearn.data`` or ``metalearn.training``.
 """
 
 from metalearn.algorithms.anil import ANIL
 from metalearn.algorithms.base import Learner, require_n_way
+from metalearn.algorithms.baseline import Baseline
 from metalearn.algorithms.inner import gradient_descent, sgd_step
 from metalearn.algorithms.maml import MAML
 from metalearn.algorithms.maml_plus_plus import MAMLPlusPlus
@@ -30,4 +32,5 @@ __all__ = [
     "ProtoNet",
     "MatchingNet",
     "SiameseNet",
+    "Baseline",
 ]

@@ -35,7 +35,14 @@ from torch.func import vmap
 from metalearn.episode import BATCH_DIMS, Episode
 from metalearn.types import Metrics
 
-__all__ = ["TaskResult", "batched_meta_loss", "map_tasks", "tasks_per_chunk", "threads_for_tasks"]
+__all__ = [
+    "TaskResult",
+    "batched_meta_loss",
+    "map_tasks",
+    "tasks_per_chunk",
+    "threads_for_tasks",
+    "intra_op_threads",
+]
 
 TaskResult = tuple[Tensor, Metrics]
 """What a per-task function returns (a loss or outputs, and metrics), and, stacked over tasks
@@ -204,7 +211,7 @@ def _run_chunks(
         with torch.set_grad_enabled(grad_enabled):
             return [_run_chunk(replicas[k], task_fn, c, gradient) for c in chunks[k::threads]]
 
-    with _intra_op_threads(1):
+    with intra_op_threads(1):
         # this thread runs the first share: one malloc arena fewer holding a task's peak
         others = [_task_pool(threads - 1).submit(run_share, k) for k in range(1, threads)]
         try:
@@ -238,7 +245,7 @@ def _task_pool(workers: int) -> ThreadPoolExecutor:
 
 
 @contextmanager
-def _intra_op_threads(n: int) -> Iterator[None]:
+def intra_op_threads(n: int) -> Iterator[None]:
     """Set torch's (process-wide) intra-op thread count to ``n`` for the block."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)

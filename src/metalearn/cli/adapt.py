@@ -20,12 +20,13 @@ from metalearn.applications import (
     load_support_folder,
     personalize,
 )
-from metalearn.build import GRADIENT_ALGORITHMS, build_dataset, build_learner, image_channels
+from metalearn.build import build_dataset, build_learner, image_channels
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
 from metalearn.data.transforms import to_float
 from metalearn.errors import CheckpointError, ConfigError, DatasetError
+from metalearn.registry import get_algorithm
 from metalearn.utils.io import atomic_save
 
 __all__ = ["add_parser", "load_personal", "run_adapt", "run_predict"]
@@ -84,7 +85,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     support_x, support_y, names = load_support_folder(
         args.support, config.data.image_size, channels=channels, invert=invert
     )
-    n_way = config.data.n_way if config.algorithm.name in GRADIENT_ALGORITHMS else None
+    n_way = config.data.n_way if get_algorithm(config.algorithm.name).kind == "gradient" else None
     personalize(learner, support_x, support_y, names, n_way=n_way)
     rejection = None if args.reject is None else _calibrate(config, learner, support_y, args)
     payload = {

@@ -24,13 +24,14 @@ def _subcommands() -> list[Any]:
         adapt,
         demo,
         evaluate,
+        finetune,
         info,
         plot,
         presets,
         train,
     )
 
-    return [train, evaluate, adapt, plot, demo, presets, info]
+    return [train, evaluate, adapt, finetune, plot, demo, presets, info]
 
 
 def build_parser() -> argparse.ArgumentParser:
