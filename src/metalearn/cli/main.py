@@ -27,10 +27,11 @@ def _subcommands() -> list[Any]:
         info,
         plot,
         presets,
+        serve,
         train,
     )
 
-    return [train, evaluate, adapt, plot, demo, presets, info]
+    return [train, evaluate, adapt, serve, plot, demo, presets, info]
 
 
 def build_parser() -> argparse.ArgumentParser:
