@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import socket
+from pathlib import Path
 from typing import Any, TypeGuard
 
 import torch
@@ -20,7 +21,7 @@ from metalearn.build import GRADIENT_ALGORITHMS, image_channels
 from metalearn.cli.adapt import FORMAT, personal_payload
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig
-from metalearn.errors import ConfigError, MetalearnError
+from metalearn.errors import CheckpointError, ConfigError, MetalearnError
 
 __all__ = ["add_parser", "run_serve", "served_model"]
 
@@ -116,8 +117,6 @@ def _same_weights(stored: object, current: dict[str, Tensor]) -> bool:
 
 def _listen(host: str, port: int) -> socket.socket:
     """Return a socket bound to ``host:port``, or raise a one-line error naming them."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port {port} is not a port number (0 to 65535; 0: any free port)")
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family)
@@ -138,7 +137,11 @@ def run_serve(args: argparse.Namespace) -> int:
             f"`metalearn serve` needs the serve extra ({exc.name} is missing): "
             "pip install 'metalearn[serve]'"
         ) from None
-    config, learner, _ = load_run(args.run_path, overrides=["device=cpu"])
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a port number (0 to 65535; 0: any free one)")
+    if not Path(args.run_path).exists():
+        raise CheckpointError(f"no run at {args.run_path}: give a trained run folder")
+    config, learner, _ = load_run(args.run_path, overrides=["--device=cpu"])
     app = create_app(served_model(config, learner, invert=resolve_invert(config, args.invert)))
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
