@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 
@@ -287,3 +288,12 @@ def test_a_session_holds_a_bounded_number_of_classes_and_examples(served):
             "/api/classes/circle/examples", content=draw_symbol("circle"), headers=PNG
         )
         assert "at most 1 examples" in _error(response, 422)
+
+
+def test_the_page_loads_nothing_from_elsewhere(client):
+    page = client.get("/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        text = client.get(path).text
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), path
+    assert 'src="/static/app.js"' in page.text

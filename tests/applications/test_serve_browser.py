@@ -17,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,17 +59,18 @@ def trained_run(data_root, cache_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(trained_run):
+def server(trained_run, tmp_path_factory):
     """The base URL of `metalearn serve RUN --port 0`, run as a separate process."""
+    log = tmp_path_factory.mktemp("server") / "serve.log"
     command = [sys.executable, "-m", "metalearn.cli.main", "serve", str(trained_run), "--port=0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-    assert match, f"`metalearn serve` printed {line!r}"
-    yield match.group(1)
-    process.terminate()
-    process.wait(timeout=30)
+    with log.open("w") as out, subprocess.Popen(command, stdout=out, stderr=out) as process:
+        deadline = time.monotonic() + 120
+        while not (match := re.search(r"at (http://127\.0\.0\.1:\d+/)", log.read_text())):
+            assert process.poll() is None, f"`metalearn serve` stopped: {log.read_text()}"
+            assert time.monotonic() < deadline, f"`metalearn serve` printed {log.read_text()!r}"
+            time.sleep(0.2)
+        yield match.group(1)
+        process.terminate()
 
 
 def chromium_options(profile: Path):
