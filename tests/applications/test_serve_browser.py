@@ -58,6 +58,19 @@ def trained_run(data_root, cache_dir, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture
+def run_main(capsys):
+    """Run ``metalearn`` in-process; return its exit code and keep its stdout in ``.out``."""
+    from metalearn.cli.main import main
+
+    def run(*argv: str) -> int:
+        code = main(list(argv))
+        run.out = capsys.readouterr().out
+        return code
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def server(trained_run, tmp_path_factory):
     """The base URL of `metalearn serve RUN --port 0`, run as a separate process."""
@@ -74,11 +87,16 @@ def server(trained_run, tmp_path_factory):
 
 
 def chromium_options(profile: Path):
-    """Headless Chromium with a fresh profile that reaches nothing but the test server."""
+    """Headless Chromium with a fresh profile that reaches nothing but the test server.
+
+    Downloads go to ``profile/downloads`` without asking.
+    """
     from selenium import webdriver
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    downloads = {"download.default_directory": str(profile / "downloads")}
+    options.add_experimental_option("prefs", {**downloads, "download.prompt_for_download": False})
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -107,9 +125,10 @@ def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    options = chromium_options(tmp_path_factory.mktemp("chromium-profile"))
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    driver = webdriver.Chrome(options=chromium_options(profile), service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(60)
+    driver.downloads = profile / "downloads"
     yield driver
     driver.quit()
 
@@ -220,6 +239,45 @@ def test_draw_three_symbols_teach_and_recognize_new_ones(browser, server, tmp_pa
     )
     assert sizes == [28] * 9
     assert predicted == {shape: shape for shape in SHAPES}
+
+
+def test_load_a_personal_model_try_an_upload_and_save_it_again(
+    browser, server, trained_run, tmp_path, run_main
+):
+    from selenium.webdriver.common.by import By
+
+    for shape in SHAPES:
+        for shift in (-4, 0, 4):
+            path = tmp_path / "support" / shape / f"{shift}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(draw_symbol(shape, shift))
+    me = tmp_path / "me.pt"
+    assert run_main("adapt", str(trained_run), str(tmp_path / "support"), "-o", str(me)) == 0
+    driver = browser
+    driver.delete_all_cookies()  # a new session: nothing taught
+    driver.get(server)
+    _wait(driver, lambda: _count(driver, "#no-classes:not([hidden])") == 1, "an empty page")
+    driver.find_element(By.ID, "load").send_keys(str(me))
+    _wait(driver, lambda: _count(driver, ".thumb img") == 9, "the loaded examples")
+    # `metalearn adapt` sorts class folders by name
+    names = [
+        card.get_attribute("data-class")
+        for card in driver.find_elements(By.CSS_SELECTOR, ".class-card")
+    ]
+    assert names == sorted(SHAPES)
+    status = driver.find_element(By.ID, "teach-status")
+    assert status.get_attribute("data-taught") == "yes"
+    query = tmp_path / "query.png"
+    query.write_bytes(draw_symbol("cross", 2))
+    driver.find_element(By.ID, "try-upload").send_keys(str(query))
+    predicted = driver.find_element(By.ID, "predicted")
+    _wait(driver, lambda: predicted.get_attribute("data-class") is not None, "a prediction")
+    driver.find_element(By.ID, "save").click()
+    saved = driver.downloads / "personal.pt"
+    _wait(driver, lambda: saved.is_file() and saved.stat().st_size > 0, "the download")
+    assert run_main("predict", str(saved), str(query), "--json") == 0
+    # the page's answer for the upload is the one `metalearn predict` gives with the saved file
+    assert predicted.get_attribute("data-class") == json.loads(run_main.out)[0]["class"]
 
 
 def _request(base: str, method: str, path: str, body=None, headers=None):
