@@ -238,6 +238,13 @@ def test_a_gradient_learner_says_how_many_classes_it_needs():
             client.post("/api/classes", json={"name": shape})
             client.post(f"/api/classes/{shape}/examples", content=draw_symbol(shape), headers=PNG)
         assert "exactly 5 classes (there are 3)" in _error(client.post("/api/adapt"), 422)
+        for name in ("square", "wave"):
+            client.post("/api/classes", json={"name": name})
+            client.post(f"/api/classes/{name}/examples", content=draw_symbol("bar", 9), headers=PNG)
+        assert client.post("/api/adapt").status_code == 200
+        probabilities = _predict(client, draw_symbol("circle", 2))["probabilities"]
+        assert [row["class"] for row in probabilities] == [*SHAPES, "square", "wave"]
+        assert sum(row["probability"] for row in probabilities) == pytest.approx(1.0)
 
 
 def test_unknown_classes_examples_and_routes_are_404(client):
