@@ -5,23 +5,13 @@ The CLI and the demo call these functions; the library proper never turns names 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from metalearn.algorithms import (
-    ANIL,
-    MAML,
-    Learner,
-    MatchingNet,
-    MetaSGD,
-    ProtoNet,
-    Reptile,
-    SiameseNet,
-)
+from metalearn.algorithms import Learner
 from metalearn.config import RunConfig
 from metalearn.data import (
     ClassDataset,
@@ -34,6 +24,7 @@ from metalearn.data.transforms import Channels
 from metalearn.episode import TaskSource
 from metalearn.errors import ConfigError
 from metalearn.nn.backbones import MLP, Conv4
+from metalearn.registry import ALGORITHMS, get_algorithm
 
 __all__ = [
     "image_channels",
@@ -51,8 +42,9 @@ __all__ = [
 
 Subset = Literal["train", "val", "test"]
 
-GRADIENT_ALGORITHMS = ("maml", "fomaml", "meta-sgd", "anil", "reptile")
-METRIC_ALGORITHMS = ("protonet", "matching", "siamese")
+# the built-in algorithms of each kind (metalearn.registry has every registered one)
+GRADIENT_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "gradient")
+METRIC_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "metric")
 RL_ENV_IDS = {
     "navigation": "metalearn/Navigation2D-v0",
     "cheetah-vel": "metalearn/HalfCheetahVel-v0",
@@ -127,7 +119,7 @@ def image_channels(config: RunConfig) -> Channels:
 def build_model(config: RunConfig) -> nn.Module:
     """Return the network: a classifier/regressor for gradient learners, an encoder otherwise."""
     model, data = config.model, config.data
-    is_metric = config.algorithm.name in METRIC_ALGORITHMS
+    is_metric = get_algorithm(config.algorithm.name).kind == "metric"
     if data.dataset == "sinusoid":
         return MLP(1, 1, hidden_sizes=(model.hidden,) * model.depth)
     if model.backbone == "mlp":
@@ -144,57 +136,30 @@ def build_model(config: RunConfig) -> nn.Module:
 def build_learner(config: RunConfig) -> Learner[Any]:
     """Return the learner named by ``config.algorithm.name``, on the network of :func:`build_model`.
 
+    The name is looked up in :mod:`metalearn.registry`, whose entry builds the learner.
+
     For a meta-RL dataset it is a ``MetaRLLearner`` (MAML-TRPO; ``fomaml``: first order) on a
     Gaussian MLP policy, which the training loop updates through its ``meta_update`` hook.
 
     Raises:
         ConfigError: if a gradient learner's test episodes have another ``n_way`` than its
             training episodes (its output layer has ``n_way`` units), or if a meta-RL run
-            names another algorithm than maml or fomaml.
+            names another algorithm than maml or fomaml, or if the name is not registered.
     """
-    algo = config.algorithm
     if is_rl(config):
         return _build_rl_learner(config)  # type: ignore[return-value]
+    algorithm = get_algorithm(config.algorithm.name)
     model = build_model(config)
-    if algo.name in METRIC_ALGORITHMS:
-        metric: dict[str, Callable[[], Learner[Any]]] = {
-            "protonet": lambda: ProtoNet(model, distance=algo.distance),
-            "matching": lambda: MatchingNet(
-                model, fce=algo.fce, fce_steps=algo.fce_steps, scale=algo.attention_scale
-            ),
-            "siamese": lambda: SiameseNet(model),
-        }
-        return metric[algo.name]().to(torch.device(config.device))
-    if config.data.dataset != "sinusoid" and episode_spec(config, "test")[0] != config.data.n_way:
+    if (
+        algorithm.kind == "gradient"
+        and config.data.dataset != "sinusoid"
+        and episode_spec(config, "test")[0] != config.data.n_way
+    ):
         raise ConfigError(
-            f"{algo.name} has an output layer of n_way={config.data.n_way} units: set "
+            f"{algorithm.name} has an output layer of n_way={config.data.n_way} units: set "
             "--eval.n_way to the same value (or use a metric learner)"
         )
-    kwargs: dict[str, Any] = {
-        "inner_lr": algo.inner_lr,
-        "inner_steps": algo.inner_steps,
-        "eval_inner_steps": algo.eval_inner_steps,
-        "vectorize": algo.vectorize,
-    }
-    maml_plus_plus: dict[str, Any] = {
-        "per_step_lrs": algo.per_step_lrs,
-        "multi_step_loss": algo.multi_step_loss,
-        "first_order_iterations": algo.first_order_iterations,
-    }
-    if algo.name not in ("maml", "fomaml") and any(maml_plus_plus.values()):
-        raise ConfigError(
-            "--algorithm.per_step_lrs, --algorithm.multi_step_loss and "
-            "--algorithm.first_order_iterations are MAML++ options of maml and fomaml, not of "
-            f"{algo.name}"
-        )
-    gradient: dict[str, Callable[[], Learner[Any]]] = {
-        "maml": lambda: MAML(model, **kwargs, **maml_plus_plus),
-        "fomaml": lambda: MAML(model, first_order=True, **kwargs, **maml_plus_plus),
-        "meta-sgd": lambda: MetaSGD(model, **kwargs),
-        "anil": lambda: ANIL(model, **kwargs),
-        "reptile": lambda: Reptile(model, **kwargs),
-    }
-    return gradient[algo.name]().to(torch.device(config.device))
+    return algorithm.build(model, config).to(torch.device(config.device))
 
 
 def _env_id(config: RunConfig) -> str:

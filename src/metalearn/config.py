@@ -70,10 +70,9 @@ class ModelConfig:
 class AlgorithmConfig:
     """The meta-learning algorithm and its own hyper-parameters."""
 
-    name: Literal[
-        "maml", "fomaml", "meta-sgd", "anil", "reptile", "protonet", "matching", "siamese"
-    ] = "maml"
-    """Algorithm (``metalearn presets`` lists one preset per paper setting)."""
+    name: str = "maml"
+    """Algorithm: a name in :data:`metalearn.registry.ALGORITHMS` (maml, fomaml, meta-sgd, anil,
+    reptile, protonet, matching, siamese, and any registered one)."""
     inner_lr: float = 0.4
     """Inner learning rate (initial value of the learned rates for Meta-SGD)."""
     inner_steps: int = 1
@@ -97,8 +96,9 @@ class AlgorithmConfig:
     first_order_iterations: int = 0
     """MAML: MAML++'s derivative-order annealing (DA), first order for this many
     meta-iterations, then second order; 0: off."""
-    vectorize: bool | None = None
-    """Batched (``true``) or looped (``false``) meta-batch; ``None``: the measured default."""
+    batched: bool | None = None
+    """Tasks of a meta-batch run together (``true``) or in a loop (``false``); ``None``: the
+    learner's measured default."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,10 @@ class EvalConfig:
     """Validation episodes scored every ``train.eval_every`` steps (0: no validation)."""
     batch_size: int = 16
     """Episodes scored together."""
+    transductive: bool = True
+    """Normalise each episode's queries with their own batch statistics, as the papers' numbers
+    do; ``false``: inductive, each query alone with its support set's statistics (as
+    ``metalearn predict`` serves them)."""
     inner_steps: tuple[int, ...] = ()
     """Also report accuracy/MSE after each of these numbers of adaptation steps.
 
@@ -184,5 +188,7 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         section = dict(values.get(name, {}))
         if name == "eval" and "inner_steps" in section:
             section["inner_steps"] = tuple(section["inner_steps"])
+        if name == "algorithm" and "vectorize" in section:  # its former name (run folders)
+            section["batched"] = section.pop("vectorize")
         values[name] = cls(**section)
     return RunConfig(**values)

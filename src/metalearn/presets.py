@@ -47,7 +47,7 @@ def _maml_omniglot(n_way: int, n_shot: int) -> RunConfig:
 def _variant(base: RunConfig, algorithm: str, title: str, reference: str) -> RunConfig:
     name = base.name.replace("maml", algorithm, 1)
     description = base.description.replace("MAML (second order)", title)
-    algo = replace(base.algorithm, name=algorithm)  # type: ignore[arg-type]
+    algo = replace(base.algorithm, name=algorithm)
     return replace(base, name=name, description=description, reference=reference, algorithm=algo)
 
 
@@ -65,7 +65,7 @@ def _metric_omniglot(algorithm: str, n_way: int, n_shot: int) -> RunConfig:
         description=f"{title}, Omniglot {n_way}-way {n_shot}-shot",
         reference=reference + "; Vinyals split (rotations as classes), 1,000 test episodes",
         data=DataConfig(split="vinyals", n_way=train_way, n_shot=n_shot, n_query=5),
-        algorithm=AlgorithmConfig(name=algorithm),  # type: ignore[arg-type]
+        algorithm=AlgorithmConfig(name=algorithm),
         train=TrainConfig(
             steps=20_000, meta_batch_size=1, outer_lr=1e-3, lr_decay_every=2000, log_every=50
         ),
@@ -87,7 +87,7 @@ def _sinusoid(algorithm: str) -> RunConfig:
         data=DataConfig(dataset="sinusoid", n_shot=10, n_query=10),
         model=ModelConfig(backbone="mlp", hidden=40, depth=2),
         algorithm=AlgorithmConfig(
-            name=algorithm,  # type: ignore[arg-type]
+            name=algorithm,
             inner_lr=0.01,
             eval_inner_steps=10 if is_maml else 1,
         ),

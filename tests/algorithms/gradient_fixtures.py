@@ -77,9 +77,9 @@ def regression_batch(n_tasks: int = 3, n_shot: int = 4, n_query: int = 5) -> Epi
     return Episode(r(n_shot), r(n_shot), r(n_query), r(n_query), None)
 
 
-def meta_grads(learner, batch, *, vectorize):
+def meta_grads(learner, batch, *, batched):
     """Return the meta-loss, its metrics and the meta-gradient of every learner parameter."""
-    loss, metrics = learner.meta_loss(batch, vectorize=vectorize)
+    loss, metrics = learner.meta_loss(batch, batched=batched)
     names = [name for name, p in learner.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, [dict(learner.named_parameters())[n] for n in names])
     return loss, metrics, dict(zip(names, grads, strict=True))
@@ -92,10 +92,10 @@ def assert_vmap_equals_loop(learner, batch, *, seed=None):
     (Siamese pairs). Returns the batched path's meta-gradients by parameter name.
     """
     results = []
-    for vectorize in (True, False):
+    for batched in (True, False):
         if seed is not None:
             torch.manual_seed(seed)
-        results.append(meta_grads(learner, batch, vectorize=vectorize))
+        results.append(meta_grads(learner, batch, batched=batched))
     (loss_v, metrics_v, grads_v), (loss_l, metrics_l, grads_l) = results
     assert_close(loss_v, loss_l)
     assert_close(metrics_v, metrics_l)

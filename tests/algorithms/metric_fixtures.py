@@ -38,13 +38,13 @@ def train_on_gaussian_episodes(learner, steps=200):
 
     def test_accuracy():
         with torch.no_grad():
-            return learner.meta_loss(test_batch, vectorize=True)[1]["accuracy"].item()
+            return learner.meta_loss(test_batch, batched=True)[1]["accuracy"].item()
 
     before = test_accuracy()
     optimizer = torch.optim.Adam(learner.parameters(), lr=0.01)
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        loss, _ = learner.meta_loss(gaussian_episodes(4, 5, 1, 5, generator), vectorize=True)
+        loss, _ = learner.meta_loss(gaussian_episodes(4, 5, 1, 5, generator), batched=True)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -28,16 +28,16 @@ def test_adaptation_leaves_the_body_untouched_and_changes_the_head():
 
 def test_meta_gradient_still_reaches_the_body():
     learner = ANIL(tiny_mlp(), inner_lr=0.5)
-    _, _, grads = meta_grads(learner, classification_batch(), vectorize=False)
+    _, _, grads = meta_grads(learner, classification_batch(), batched=False)
     assert grads["model.body.0.weight"].abs().sum() > 0
 
 
 def test_anil_equals_maml_adapting_the_head_only():
     model = tiny_mlp()
     batch = classification_batch()
-    _, _, grads = meta_grads(ANIL(model, inner_lr=0.5), batch, vectorize=False)
+    _, _, grads = meta_grads(ANIL(model, inner_lr=0.5), batch, batched=False)
     maml = MAML(model, inner_lr=0.5, adapted=("head",))
-    _, _, expected = meta_grads(maml, batch, vectorize=False)
+    _, _, expected = meta_grads(maml, batch, batched=False)
     assert_close(grads, expected)
 
 

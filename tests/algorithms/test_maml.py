@@ -18,9 +18,10 @@ from gradient_fixtures import (
 from torch import nn
 from torch.testing import assert_close
 
+from metalearn.algorithms.batching import tasks_per_chunk
 from metalearn.algorithms.maml import MAML
 from metalearn.episode import Episode
-from metalearn.nn import backbones
+from metalearn.nn import lean_conv
 from metalearn.nn.backbones import MLP
 
 # --- hand computations (STYLE.md): w=1.5, support (2, 1), query (3, 2), alpha=0.1 -------------
@@ -43,8 +44,8 @@ def test_adapt_takes_the_hand_computed_inner_step():
     assert_close(fast_params["w"], torch.tensor(0.7, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("vectorize", [True, False], ids=["vmap", "loop"])
-def test_second_order_meta_loss_passes_gradcheck(vectorize):
+@pytest.mark.parametrize("batched", [True, False], ids=["vmap", "loop"])
+def test_second_order_meta_loss_passes_gradcheck(batched):
     learner = MAML(MLP(1, 1, hidden_sizes=(3,)).double(), inner_lr=0.3, inner_steps=2)
     learner.chunk_numel = None  # one vmap call, so that the graph reaches the gradcheck inputs
     batch = regression_batch(n_tasks=2, n_shot=3, n_query=3)
@@ -53,7 +54,7 @@ def test_second_order_meta_loss_passes_gradcheck(vectorize):
     def meta_loss(*theta):
         # the learner's own meta-loss, starting its adaptation from the gradcheck inputs
         learner.meta_params = lambda: dict(zip(names, theta, strict=True))
-        return learner.meta_loss(batch, vectorize=vectorize)[0]
+        return learner.meta_loss(batch, batched=batched)[0]
 
     theta = tuple(p.detach().clone().requires_grad_() for p in learner.model.parameters())
     assert torch.autograd.gradcheck(meta_loss, theta)
@@ -85,15 +86,15 @@ def test_lean_conv_blocks_give_the_elementary_ops_meta_gradient(
     learner = MAML(tiny_conv(), inner_lr=0.1, inner_steps=inner_steps)
     learner.chunk_size, learner.task_threads = chunk_size, task_threads
     batch = classification_batch(x_shape=(1, 16, 16))
-    expected = meta_grads(learner, batch, vectorize=False)
-    monkeypatch.setattr(backbones, "_LARGE_NUMEL", 100)
-    assert_close(meta_grads(learner, batch, vectorize=True), expected)
+    expected = meta_grads(learner, batch, batched=False)
+    monkeypatch.setattr(lean_conv, "_LARGE_NUMEL", 100)
+    assert_close(meta_grads(learner, batch, batched=True), expected)
 
 
 def test_chunked_meta_loss_hands_out_its_gradient_scaled_by_the_incoming_one():
     learner = MAML(tiny_mlp(), inner_lr=0.1)
     batch = classification_batch(n_tasks=5)
-    _, _, expected = meta_grads(learner, batch, vectorize=False)
+    _, _, expected = meta_grads(learner, batch, batched=False)
     learner.chunk_size = 2
     loss, _ = learner.meta_loss(batch)
     (3 * loss).backward()
@@ -110,7 +111,7 @@ def test_chunked_meta_loss_builds_no_graph_under_no_grad():
     with torch.no_grad():
         loss, metrics = learner.meta_loss(batch)
     assert loss.grad_fn is None
-    assert_close(loss, learner.meta_loss(batch, vectorize=False)[0].detach())
+    assert_close(loss, learner.meta_loss(batch, batched=False)[0].detach())
     assert all(p.grad is None for p in learner.parameters())
     assert set(metrics) == {"loss", "accuracy"}
 
@@ -127,15 +128,15 @@ def test_tasks_per_chunk_fits_chunk_numel_or_threads_unless_chunk_size_is_set(
     learner.chunk_size = chunk_size
     learner.task_threads = task_threads
     batch = classification_batch(n_tasks=2, n_way=5, n_shot=1, n_query=n_query, x_shape=(28, 28))
-    assert learner.tasks_per_chunk(batch) == expected
+    assert tasks_per_chunk(learner, batch) == expected
 
 
 def test_task_threads_are_for_cpu_tasks_only():
     learner = MAML(tiny_mlp(n_way=5))
     learner.task_threads = 2
     batch = classification_batch(n_tasks=2, n_way=5, n_shot=1, n_query=1, x_shape=(28, 28))
-    assert learner.tasks_per_chunk(batch) == 1
-    assert learner.tasks_per_chunk(batch.to(torch.device("meta"))) == 12
+    assert tasks_per_chunk(learner, batch) == 1
+    assert tasks_per_chunk(learner, batch.to(torch.device("meta"))) == 12
 
 
 def test_task_threads_keep_no_grad_and_restore_torch_threads():
@@ -147,14 +148,14 @@ def test_task_threads_keep_no_grad_and_restore_torch_threads():
         loss, _ = learner.meta_loss(batch)
     assert loss.grad_fn is None
     assert torch.get_num_threads() == threads
-    assert_close(loss, learner.meta_loss(batch, vectorize=False)[0].detach())
+    assert_close(loss, learner.meta_loss(batch, batched=False)[0].detach())
 
 
 def test_vmap_path_equals_loop_path_on_regression():
     learner = MAML(MLP(1, 1, hidden_sizes=(8, 8)).double(), inner_lr=0.05, inner_steps=5)
     batch = regression_batch()
-    loss_v, _, grads_v = meta_grads(learner, batch, vectorize=True)
-    loss_l, _, grads_l = meta_grads(learner, batch, vectorize=False)
+    loss_v, _, grads_v = meta_grads(learner, batch, batched=True)
+    loss_l, _, grads_l = meta_grads(learner, batch, batched=False)
     assert_close(loss_v, loss_l)
     assert_close(grads_v, grads_l)
 
@@ -187,7 +188,7 @@ def test_meta_gradient_equals_a_naive_autograd_implementation(inner_steps, first
     model = tiny_mlp()
     learner = MAML(model, inner_lr=0.5, inner_steps=inner_steps, first_order=first_order)
     batch = classification_batch()
-    loss, _, grads = meta_grads(learner, batch, vectorize=True)
+    loss, _, grads = meta_grads(learner, batch, batched=True)
     expected_loss, expected_grads = _naive_maml_grads(
         list(model.parameters()), batch, 0.5, inner_steps, first_order
     )
@@ -208,10 +209,10 @@ def test_conv4_meta_gradient_equals_that_of_the_plain_layer_order_on_binary_imag
     y = torch.arange(3).repeat(4).expand(3, -1).contiguous()
     batch = Episode(x[:, :6], y[:, :6], x[:, 6:], y[:, 6:], 3)
     loss, _, grads = meta_grads(
-        MAML(model, inner_lr=0.4, inner_steps=inner_steps), batch, vectorize=True
+        MAML(model, inner_lr=0.4, inner_steps=inner_steps), batch, batched=True
     )
     loss_ref, _, grads_ref = meta_grads(
-        MAML(plain, inner_lr=0.4, inner_steps=inner_steps), batch, vectorize=False
+        MAML(plain, inner_lr=0.4, inner_steps=inner_steps), batch, batched=False
     )
     assert_close(loss, loss_ref)
     assert_close(list(grads.values()), list(grads_ref.values()))
@@ -220,7 +221,7 @@ def test_conv4_meta_gradient_equals_that_of_the_plain_layer_order_on_binary_imag
 def test_first_order_meta_gradient_equals_query_gradient_at_detached_fast_params():
     learner = MAML(tiny_conv(), inner_lr=0.2, inner_steps=3, first_order=True)
     episode = classification_batch(n_tasks=1, x_shape=(1, 16, 16)).unbind()[0]
-    _, _, grads = meta_grads(learner, episode, vectorize=False)
+    _, _, grads = meta_grads(learner, episode, batched=False)
     fast_params = learner.adapt(episode.support_x, episode.support_y, episode.n_way)
     fast_params = {n: p.detach().requires_grad_() for n, p in fast_params.items()}
     query_loss = F.cross_entropy(learner.predict(fast_params, episode.query_x), episode.query_y)
@@ -244,6 +245,19 @@ def test_eval_inner_steps_is_read_at_every_call_in_evaluation_mode():
     learner.inner_steps = 2
     assert_close(learner.adapt(*args), two_steps)
     assert not torch.allclose(two_steps["head.weight"], one_step["head.weight"])
+
+
+def test_steps_argument_sets_the_inner_steps_of_one_adaptation_in_either_mode():
+    learner = MAML(tiny_mlp(), inner_lr=0.5, inner_steps=1, eval_inner_steps=3)
+    episode = classification_batch(n_tasks=1).unbind()[0]
+    args = (episode.support_x, episode.support_y, episode.n_way)
+    one_step, zero_steps = learner.adapt(*args), learner.meta_params()
+    learner.eval()
+    assert_close(learner.adapt(*args, steps=1), one_step)
+    assert not torch.equal(learner.adapt(*args)["head.weight"], one_step["head.weight"])
+    learner.train()
+    assert_close(learner.adapt(*args, steps=0), zero_steps)
+    assert (learner.inner_steps, learner.eval_inner_steps) == (1, 3)
 
 
 def test_adapt_still_adapts_under_no_grad():

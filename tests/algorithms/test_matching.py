@@ -138,7 +138,7 @@ def test_the_batched_meta_loss_equals_the_loop_in_value_and_gradient(fce):
 
 
 def test_the_default_path_is_the_measured_loop():
-    assert MatchingNet(nn.Identity()).vectorize is False
+    assert MatchingNet(nn.Identity()).batched is False
 
 
 @pytest.mark.e2e

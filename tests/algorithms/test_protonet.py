@@ -64,7 +64,7 @@ def test_the_vmapped_meta_loss_equals_the_loop_in_value_and_gradient(distance):
 
 
 def test_the_default_path_is_the_measured_loop():
-    assert ProtoNet(nn.Identity()).vectorize is False
+    assert ProtoNet(nn.Identity()).batched is False
 
 
 @pytest.mark.e2e

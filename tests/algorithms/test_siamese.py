@@ -108,7 +108,7 @@ def test_the_batched_meta_loss_equals_the_loop_in_value_and_gradient():
 
 
 def test_the_default_path_is_the_measured_loop():
-    assert SiameseNet(nn.Identity(), embedding_dim=2).vectorize is False
+    assert SiameseNet(nn.Identity(), embedding_dim=2).batched is False
 
 
 @pytest.mark.e2e

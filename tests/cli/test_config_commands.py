@@ -89,13 +89,13 @@ def test_overrides_parse_optional_bool_and_tuple_fields():
     config = apply_overrides(
         get_preset("maml-sinusoid"),
         [
-            "algorithm.vectorize=false",
+            "algorithm.batched=false",
             "algorithm.eval_inner_steps=none",
             "train.grad_clip=1.5",
             "eval.inner_steps=(0, 3)",
         ],
     )
-    assert config.algorithm.vectorize is False
+    assert config.algorithm.batched is False
     assert config.algorithm.eval_inner_steps is None
     assert config.train.grad_clip == 1.5
     assert config.eval.inner_steps == (0, 3)
@@ -124,3 +124,10 @@ def test_the_installed_console_script_runs():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown preset")
+
+
+def test_a_run_config_written_before_the_rename_of_vectorize_still_loads():
+    data = to_dict(get_preset("maml-sinusoid"))
+    del data["algorithm"]["batched"]
+    data["algorithm"]["vectorize"] = False
+    assert from_dict(data).algorithm.batched is False

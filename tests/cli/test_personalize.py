@@ -154,3 +154,27 @@ def test_predict_names_an_image_path_that_does_not_exist(run_cli, protonet_run, 
     code, _, err = run_cli("predict", "me.pt", "no-such-image.png")
     assert code == 1
     assert "no-such-image.png" in err
+
+
+def test_evaluate_scores_inductive_predictions_on_request(run_cli, protonet_run, tmp_path):
+    # queries identical to their support images: nearest to their own prototype in both modes
+    for part in ("support", "query"):
+        for shift, shape in enumerate(("circle", "cross", "square")):
+            _draw(tmp_path / "bench" / "e1" / part / shape / "a.png", shape, shift)
+    results = {}
+    for mode in ("true", "false"):
+        out = tmp_path / f"{mode}.json"
+        code, _, err = run_cli(
+            "evaluate",
+            str(protonet_run),
+            "--episode-folder",
+            str(tmp_path / "bench"),
+            f"--eval.transductive={mode}",
+            "--out",
+            str(out),
+        )
+        assert code == 0, err
+        results[mode] = json.loads(out.read_text())
+    assert results["true"]["transductive"] is True
+    assert results["false"]["transductive"] is False
+    assert results["false"]["mean"] == 1.0

@@ -5,7 +5,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.testing import assert_close
 
-from metalearn.nn import backbones
+from metalearn.nn import lean_conv
 from metalearn.nn.backbones import MLP, Conv4, ConvBlock, TaskBatchNorm
 
 
@@ -95,7 +95,7 @@ def recompute_conv(request, monkeypatch):
     """ConvBlock's three paths: small outputs (elementary ops), or large ones (here above 300
     elements) with the conv output kept or the conv redone, in slices of one or two images."""
     if request.param != "elementary":
-        monkeypatch.setattr(backbones, "_LARGE_NUMEL", 300)
+        monkeypatch.setattr(lean_conv, "_LARGE_NUMEL", 300)
     return request.param == "conv-redone-in-slices"
 
 
@@ -127,10 +127,25 @@ def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size, 
     assert_close(hessian_vector, hessian_vector_ref)
 
 
+def test_conv_block_reference_path_equals_its_lean_path(recompute_conv):
+    # ``lean=False`` is the plain order conv -> TaskBatchNorm -> ReLU -> max-pool
+    block = ConvBlock(3, 4).double()
+    block.recompute_conv = recompute_conv
+    with torch.no_grad():
+        block.norm.weight.copy_(torch.tensor([1.5, -0.7, 0.3, -2.0]))
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    outputs = []
+    for lean in (True, False):
+        block.lean = lean
+        y = block(x)
+        outputs.append((y, torch.autograd.grad(y.square().sum(), [x, *block.parameters()])))
+    assert_close(outputs[0], outputs[1])
+
+
 def test_first_block_keeps_no_full_resolution_tensor_for_backward(monkeypatch):
     # the memory saving of ConvBlock's first block: everything saved for backward is smaller
     # than a large conv output (a deeper block keeps the conv output itself)
-    monkeypatch.setattr(backbones, "_LARGE_NUMEL", 300)
+    monkeypatch.setattr(lean_conv, "_LARGE_NUMEL", 300)
     x = torch.randn(6, 1, 8, 8, requires_grad=True)
     for block, keeps_conv_output in [(ConvBlock(1, 8), False), (ConvBlock(8, 8), True)]:
         assert block.recompute_conv is not keeps_conv_output

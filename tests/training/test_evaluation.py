@@ -76,11 +76,11 @@ def test_meta_test_runs_in_eval_mode_without_grad_and_restores_the_mode():
 
 
 @pytest.mark.parametrize(
-    ("learner_cls", "vectorize"), [(TinyProtoNet, True), (TinyMAML, True), (TinyMAML, False)]
+    ("learner_cls", "batched"), [(TinyProtoNet, True), (TinyMAML, True), (TinyMAML, False)]
 )
-def test_batched_meta_test_equals_one_by_one(learner_cls, vectorize):
+def test_batched_meta_test_equals_one_by_one(learner_cls, batched):
     learner = learner_cls()
-    learner.vectorize = vectorize  # vmap (torch.func.grad inside, under no_grad) or the loop
+    learner.batched = batched  # vmap (torch.func.grad inside, under no_grad) or the loop
     # 10 episodes of one shape, then 3 of another: groups of 4, 4, 2 and 3
     episodes = GaussianTasks(seed=3).episodes(10) + GaussianTasks(seed=4, n_query=6).episodes(3)
     one_by_one = meta_test(learner, episodes, batch_size=1)
@@ -114,15 +114,23 @@ def test_meta_test_is_deterministic_and_accepts_a_stacked_episode():
     torch.testing.assert_close(stacked.values, first.values)
 
 
-def test_inner_steps_sweep_scores_each_step_and_restores_eval_inner_steps():
-    learner, episodes = TinyMAML(eval_inner_steps=7), GaussianTasks(seed=6).episodes(5)
+class _ReadOnlySteps(TinyMAML):
+    def __setattr__(self, name, value):
+        if name == "eval_inner_steps" and hasattr(self, name):
+            raise AssertionError("meta_test must pass steps to adapt, not set eval_inner_steps")
+        super().__setattr__(name, value)
+
+
+def test_inner_steps_sweep_scores_each_step_and_never_sets_eval_inner_steps():
+    learner, episodes = _ReadOnlySteps(eval_inner_steps=7), GaussianTasks(seed=6).episodes(5)
     sweep = meta_test(learner, episodes, inner_steps=[0, 1, 3], batch_size=2)
 
     assert learner.eval_inner_steps == 7
     assert list(sweep.by_steps) == [0, 1, 3]
     for steps in (0, 1, 3):
-        learner.eval_inner_steps = steps
-        torch.testing.assert_close(sweep.by_steps[steps], meta_test(learner, episodes).values)
+        reference = TinyMAML(eval_inner_steps=steps)
+        reference.load_state_dict(learner.state_dict())
+        torch.testing.assert_close(sweep.by_steps[steps], meta_test(reference, episodes).values)
     assert torch.equal(sweep.values, sweep.by_steps[3])
     summary = sweep.steps_summary()
     assert summary[1].mean == pytest.approx(sweep.by_steps[1].mean().item())
@@ -132,13 +140,13 @@ def test_inner_steps_sweep_scores_each_step_and_restores_eval_inner_steps():
 
 
 class _FailsAtTwoSteps(TinyMAML):
-    def adapt(self, support_x, support_y, n_way):
-        if self.eval_inner_steps == 2:
+    def adapt(self, support_x, support_y, n_way, *, steps=None):
+        if steps == 2:
             raise RuntimeError("boom")
-        return super().adapt(support_x, support_y, n_way)
+        return super().adapt(support_x, support_y, n_way, steps=steps)
 
 
-def test_inner_steps_sweep_restores_the_attribute_and_mode_after_an_error():
+def test_inner_steps_sweep_leaves_the_attribute_and_restores_the_mode_after_an_error():
     learner = _FailsAtTwoSteps(eval_inner_steps=5)
     with pytest.raises(RuntimeError, match="boom"):
         meta_test(learner, GaussianTasks().episodes(2), inner_steps=[1, 2])

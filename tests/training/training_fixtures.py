@@ -63,9 +63,10 @@ class TinyProtoNet(Learner[Tensor]):
 
 
 class TinyMAML(Learner[dict]):
-    """A linear classifier adapted by functional SGD; ``eval_inner_steps`` at test time."""
+    """A linear classifier adapted by functional SGD; ``eval_inner_steps`` at test time (or
+    ``steps``)."""
 
-    vectorize = False
+    batched = False
 
     def __init__(self, inner_steps: int = 1, eval_inner_steps: int = 2, inner_lr: float = 0.5):
         super().__init__()
@@ -76,12 +77,13 @@ class TinyMAML(Learner[dict]):
             inner_lr,
         )
 
-    def adapt(self, support_x, support_y, n_way):
+    def adapt(self, support_x, support_y, n_way, *, steps=None):
         def loss(params):
             logits = torch.func.functional_call(self.model, params, (support_x,))
             return F.cross_entropy(logits, support_y)
 
-        steps = self.inner_steps if self.training else self.eval_inner_steps
+        if steps is None:
+            steps = self.inner_steps if self.training else self.eval_inner_steps
         return gradient_descent(
             loss, dict(self.model.named_parameters()), steps=steps, lr=self.inner_lr
         )

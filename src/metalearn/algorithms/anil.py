@@ -29,7 +29,7 @@ class ANIL(MAML):
         inner_steps: int = 1,
         eval_inner_steps: int | None = None,
         first_order: bool = False,
-        vectorize: bool | None = None,
+        batched: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -38,5 +38,5 @@ class ANIL(MAML):
             eval_inner_steps=eval_inner_steps,
             first_order=first_order,
             adapted=(head,),
-            vectorize=vectorize,
+            batched=batched,
         )

@@ -151,7 +151,7 @@ class MatchingNet(Learner[MatchingState]):
         Shot Learning." NeurIPS 2016.
     """
 
-    vectorize = False  # a loop over tasks was as fast or faster than vmap with conv encoders on CPU
+    batched = False  # a loop over tasks was as fast or faster than vmap with conv encoders on CPU
 
     def __init__(
         self,

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from metalearn.algorithms.maml import MAML, lr_keys
+from metalearn.algorithms.maml import MAML
+from metalearn.algorithms.params import lr_keys
 
 __all__ = ["MetaSGD"]
 
@@ -31,7 +32,7 @@ class MetaSGD(MAML):
         eval_inner_steps: inner steps in evaluation mode; defaults to ``inner_steps``.
         first_order: drop the second-order terms (the learning rates still get a gradient).
         adapted: submodule or parameter names to adapt (``None``: all); see :class:`MAML`.
-        vectorize: default path of :meth:`meta_loss`; ``None`` keeps the class default.
+        batched: default path of :meth:`meta_loss`; ``None`` keeps the class default.
 
     Attributes:
         lrs: ``nn.ParameterDict`` of learning-rate tensors, keyed by the adapted parameter's
@@ -51,7 +52,7 @@ class MetaSGD(MAML):
         eval_inner_steps: int | None = None,
         first_order: bool = False,
         adapted: Sequence[str] | None = None,
-        vectorize: bool | None = None,
+        batched: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -60,7 +61,7 @@ class MetaSGD(MAML):
             eval_inner_steps=eval_inner_steps,
             first_order=first_order,
             adapted=adapted,
-            vectorize=vectorize,
+            batched=batched,
         )
         params = self.meta_params()
         keys = lr_keys(self.adapted_names)

@@ -32,7 +32,7 @@ class ProtoNet(Learner[Tensor]):
         Snell, Swersky and Zemel. "Prototypical Networks for Few-shot Learning." NeurIPS 2017.
     """
 
-    vectorize = False  # measured: a loop over tasks beat vmap with conv encoders on CPU
+    batched = False  # measured: a loop over tasks beat vmap with conv encoders on CPU
 
     def __init__(
         self, encoder: nn.Module, *, distance: Distance = "euclidean", scale: float | None = None

@@ -39,7 +39,7 @@ class Reptile(MAML):
         inner_steps: inner steps in training mode (the paper uses 5 to 10 on Omniglot).
         eval_inner_steps: inner steps in evaluation mode; defaults to ``inner_steps``.
         adapted: submodule or parameter names to adapt (``None``: all); see :class:`MAML`.
-        vectorize: default path of :meth:`meta_loss`; ``None`` keeps the class default.
+        batched: default path of :meth:`meta_loss`; ``None`` keeps the class default.
 
     References:
         Nichol, Achiam and Schulman. "On First-Order Meta-Learning Algorithms."
@@ -54,7 +54,7 @@ class Reptile(MAML):
         inner_steps: int = 5,
         eval_inner_steps: int | None = None,
         adapted: Sequence[str] | None = None,
-        vectorize: bool | None = None,
+        batched: bool | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -63,7 +63,7 @@ class Reptile(MAML):
             eval_inner_steps=eval_inner_steps,
             first_order=True,
             adapted=adapted,
-            vectorize=vectorize,
+            batched=batched,
         )
 
     def episode_loss(self, episode: Episode) -> tuple[Tensor, Metrics]:

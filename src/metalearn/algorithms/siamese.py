@@ -111,7 +111,7 @@ class SiameseNet(Learner[SiameseState]):
         Recognition." ICML Deep Learning Workshop 2015.
     """
 
-    vectorize = False  # measured: see meta_loss
+    batched = False  # measured: see meta_loss
 
     def __init__(self, encoder: nn.Module, embedding_dim: int | None = None) -> None:
         super().__init__()
@@ -167,16 +167,16 @@ class SiameseNet(Learner[SiameseState]):
             "accuracy": accuracy(logits.detach(), episode.query_y),
         }
 
-    def meta_loss(self, batch: Episode, *, vectorize: bool | None = None) -> tuple[Tensor, Metrics]:
+    def meta_loss(self, batch: Episode, *, batched: bool | None = None) -> tuple[Tensor, Metrics]:
         """Return the mean pair loss and metrics over a stacked meta-batch.
 
-        ``vectorize=True`` embeds every task's images at once (the encoder ``vmap``-ped over
+        ``batched=True`` embeds every task's images at once (the encoder ``vmap``-ped over
         tasks, one kernel per layer) and draws the pairs task by task from the labels, in the
         loop's order, so that both paths agree. Pair sampling is never ``vmap``-ped. ``False``
         (the default, measured as fast or faster with a conv encoder on CPU) loops over tasks.
         """
-        if not batch.is_batched or not (self.vectorize if vectorize is None else vectorize):
-            return super().meta_loss(batch, vectorize=False)
+        if not batch.is_batched or not (self.batched if batched is None else batched):
+            return super().meta_loss(batch, batched=False)
         return self.episode_loss(batch)
 
 

@@ -3,7 +3,9 @@
 A :class:`Personalized` model keeps the user's support set and the learner's adapted state, and
 predicts a class and its probability for new inputs. Its file holds the support set rather than
 the adapted state, so that any learner (fast weights, prototypes, support embeddings) is saved
-the same way and re-adapts exactly when loaded.
+the same way and re-adapts exactly when loaded. Predictions are inductive
+(:mod:`metalearn.algorithms.inductive`): an image's prediction depends only on it and the
+support set, never on the other images of the call.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor
 
 from metalearn.algorithms.base import Learner
+from metalearn.algorithms.inductive import InductiveState, adapt_inductive, predict_inductive
 from metalearn.data.folders import list_class_folders, list_images, read_labelled_images
 from metalearn.data.transforms import Channels, to_float
 from metalearn.errors import EpisodeSpecError
@@ -48,14 +51,14 @@ class Personalized:
 
     Attributes:
         learner: the meta-trained learner (in eval mode).
-        state: what ``learner.adapt`` returned for the support set.
+        state: the adapted state with the support set's BatchNorm statistics.
         class_names: the user's class names, in label order.
         support_x: ``(n_support, *x_shape)`` the user's examples.
         support_y: ``(n_support,)`` their labels.
     """
 
     learner: Learner[Any]
-    state: Any
+    state: InductiveState[Any]
     class_names: list[str]
     support_x: Tensor
     support_y: Tensor
@@ -63,7 +66,7 @@ class Personalized:
     def predict_proba(self, x: Tensor) -> Tensor:
         """Return class probabilities ``(n, n_classes)`` for inputs ``(n, *x_shape)``."""
         with torch.no_grad():
-            return self.learner.predict(self.state, x).softmax(-1)
+            return predict_inductive(self.learner, self.state, x).softmax(-1)
 
     def predict(self, x: Tensor) -> list[tuple[str, float]]:
         """Return the predicted class name and its probability for each input."""
@@ -107,5 +110,5 @@ def personalize(
         )
     learner.eval()
     with torch.no_grad():
-        state = learner.adapt(support_x, support_y, n_classes)
+        state = adapt_inductive(learner, support_x, support_y, n_classes)
     return Personalized(learner, state, list(class_names), support_x, support_y)

@@ -14,6 +14,7 @@ from metalearn.cli.overrides import apply_overrides
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.presets import get_preset
+from metalearn.registry import get_algorithm
 from metalearn.training import BEST_FILE, CHECKPOINT_FILE, load_checkpoint
 from metalearn.utils.io import atomic_write_text
 
@@ -90,7 +91,9 @@ def resolve_config(
         if preset is None:
             raise ConfigError("--preset is required (see `metalearn presets`)")
         base = get_preset(preset)
-    return apply_overrides(base, normalize_overrides(extra))
+    config = apply_overrides(base, normalize_overrides(extra))
+    get_algorithm(config.algorithm.name)  # an unknown name fails here, before any file is written
+    return config
 
 
 def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:

@@ -53,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
             channels=image_channels(config),
             invert=resolve_invert(config, args.invert),
         )
-        result = meta_test(learner, folder, inner_steps=list(config.eval.inner_steps) or None)
+        result = meta_test(
+            learner,
+            folder,
+            inner_steps=list(config.eval.inner_steps) or None,
+            transductive=config.eval.transductive,
+        )
         subset = f"folder:{args.episode_folder}"
     else:
         n = args.episodes or config.eval.episodes

@@ -119,6 +119,7 @@ def _validator(config: RunConfig, learner: Any) -> Any:
             learner,
             tasks.episodes(config.eval.val_episodes),  # type: ignore[attr-defined]
             batch_size=config.eval.batch_size,
+            transductive=config.eval.transductive,
         )
         return {result.metric: result.mean}
 
@@ -138,6 +139,7 @@ def evaluate_learner(
         inner_steps=list(config.eval.inner_steps) or None,
         batch_size=config.eval.batch_size,
         progress=progress,
+        transductive=config.eval.transductive,
     )
 
 
@@ -150,6 +152,7 @@ def write_result(result: EvalResult, path: Path, config: RunConfig, subset: str)
         "mean": result.mean,
         "ci95": result.ci95,
         "episodes": result.n,
+        "transductive": config.eval.transductive,
     }
     steps = result.steps_summary()
     if steps:

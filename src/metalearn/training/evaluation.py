@@ -8,21 +8,23 @@ episodes, ``ci95 = 1.96 * s / sqrt(n)`` with the sample standard deviation). Mus
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
-from torch.func import vmap
 
-from metalearn.episode import BATCH_DIMS, Episode
+from metalearn.algorithms.base import Learner
+from metalearn.algorithms.batching import TaskResult, map_tasks
+from metalearn.algorithms.inductive import adapt_inductive, predict_inductive
+from metalearn.episode import Episode
 from metalearn.errors import ConfigError
 from metalearn.training.logger import progress_bar, progress_enabled
 from metalearn.utils.stats import MeanCI, mean_ci95
 
-__all__ = ["EvalResult", "EvaluatedLearner", "meta_test"]
+__all__ = ["EvalResult", "EvaluatedLearner", "SteppedLearner", "meta_test"]
 
 
 class EvaluatedLearner(Protocol):
@@ -30,9 +32,9 @@ class EvaluatedLearner(Protocol):
 
     Episodes are scored from ``predict(adapt(support), query_x)`` alone, the test-time use of
     a learner, so no training-only loss (Siamese pairs, Reptile's surrogate) is computed.
-    Optional attributes, read with ``getattr``: ``eval_inner_steps`` (int, adaptation steps at
-    test time; needed for an ``inner_steps`` sweep) and ``vectorize`` (bool: ``vmap`` adapt and
-    predict over a batch of episodes, or loop over them).
+    An ``inner_steps`` sweep needs a :class:`SteppedLearner`. A :class:`Learner` scores a batch
+    of episodes as its ``batched`` attribute says (:mod:`metalearn.algorithms.batching`);
+    other objects loop over the episodes.
     """
 
     training: bool
@@ -48,6 +50,17 @@ class EvaluatedLearner(Protocol):
 
     def train(self, mode: bool = True) -> Any:
         """Set training mode."""
+
+
+class SteppedLearner(EvaluatedLearner, Protocol):
+    """A learner whose adaptation takes a number of steps (MAML and the other gradient ones)."""
+
+    eval_inner_steps: int
+
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, n_way: int | None, *, steps: int | None = None
+    ) -> Any:
+        """Return the task state after ``steps`` adaptation steps (``None``: its own number)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,6 +114,7 @@ def meta_test(
     inner_steps: Sequence[int] | None = None,
     batch_size: int = 1,
     progress: bool = False,
+    transductive: bool = True,
 ) -> EvalResult:
     """Score ``learner`` on every episode: query accuracy, or MSE for regression episodes.
 
@@ -109,8 +123,8 @@ def meta_test(
     the query targets (``n_way=None``).
 
     Runs under ``torch.no_grad()`` in eval mode (``torch.func.grad`` inside ``adapt`` still
-    works) and restores the learner's mode and ``eval_inner_steps`` afterwards. The same
-    episodes give the same numbers.
+    works) and restores the learner's mode afterwards; nothing else of the learner changes.
+    The same episodes give the same numbers.
 
     Args:
         learner: a :class:`~metalearn.algorithms.base.Learner` (see :class:`EvaluatedLearner`).
@@ -118,25 +132,30 @@ def meta_test(
             list, or a stacked :class:`Episode` (split into its tasks). Moved to the learner's
             device one batch at a time, and iterated once.
         inner_steps: numbers of adaptation steps to score each episode after, e.g.
-            ``range(11)``; sets the learner's ``eval_inner_steps``. ``None`` uses its own.
+            ``range(11)``, passed to ``adapt(..., steps=n)``. ``None`` uses its own number.
         batch_size: stack up to this many consecutive episodes of equal shapes and score them
             in one batched call; the values equal those scored one by one.
         progress: draw a progress bar (only on a terminal, and not under ``CI``).
+        transductive: normalise each episode's queries with their own batch statistics, as
+            the papers do (their numbers are reproduced this way); ``False`` scores inductive
+            predictions (:mod:`metalearn.algorithms.inductive`): each query alone, normalised
+            with its support set's statistics, as ``metalearn predict`` serves them.
 
     Returns:
         The per-episode values with their mean, 95% CI and ``n``.
 
     Raises:
         ConfigError: if ``batch_size < 1``, ``inner_steps`` is invalid or the learner has no
-            ``eval_inner_steps``, there are no episodes, or regression predictions are not
-            shaped like the targets.
+            ``eval_inner_steps``, ``transductive=False`` for an object that is no ``Learner``,
+            there are no episodes, or regression predictions are not shaped like the targets.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be >= 1")
+    if not (transductive or isinstance(learner, Learner)):
+        raise ConfigError(f"transductive=False needs a Learner, not a {type(learner).__name__}")
     sweep = _check_sweep(learner, inner_steps)
     first = next(iter(learner.parameters()), None)
     device = None if first is None else first.device
-    saved_steps = getattr(learner, "eval_inner_steps", None)
     was_training = learner.training
     scores: dict[int | None, list[Tensor]] = {steps: [] for steps in sweep}
     metric = ""
@@ -145,14 +164,11 @@ def meta_test(
         with torch.no_grad(), _bar(episodes, progress) as bar:
             for group in _groups(episodes, batch_size):
                 for steps in sweep:
-                    if steps is not None:
-                        learner.eval_inner_steps = steps  # type: ignore[attr-defined]
-                    metric, values = _score(learner, group, device)
+                    task_fn = partial(_adapt_predict, steps=steps, transductive=transductive)
+                    metric, values = _score(learner, group, device, task_fn)
                     scores[steps].append(values)
                 bar.update(len(group))
     finally:
-        if sweep != [None]:
-            learner.eval_inner_steps = saved_steps  # type: ignore[attr-defined]
         learner.train(was_training)
     if not metric:
         raise ConfigError("meta_test got no episodes; pass at least one")
@@ -205,13 +221,16 @@ def _layout(episode: Episode) -> tuple[Any, ...]:
 
 
 def _score(
-    learner: EvaluatedLearner, group: list[Episode], device: torch.device | None
+    learner: EvaluatedLearner,
+    group: list[Episode],
+    device: torch.device | None,
+    adapt_predict: Callable[[Any, Episode], TaskResult],
 ) -> tuple[str, Tensor]:
     """Return the metric name and its ``(len(group),)`` float64 per-episode values."""
     batch = Episode.stack(group) if len(group) > 1 else group[0]
     if device is not None:
         batch = batch.to(device)
-    outputs, query_y = _outputs(learner, batch), batch.query_y
+    outputs, query_y = _outputs(learner, batch, adapt_predict), batch.query_y
     if not batch.is_batched:
         query_y = query_y.unsqueeze(0)
     if batch.n_way is not None:
@@ -225,17 +244,30 @@ def _score(
     return "mse", (outputs - query_y).pow(2).flatten(1).mean(1).to("cpu", torch.float64)
 
 
-def _outputs(learner: EvaluatedLearner, batch: Episode) -> Tensor:
+def _outputs(
+    learner: EvaluatedLearner, batch: Episode, adapt_predict: Callable[[Any, Episode], TaskResult]
+) -> Tensor:
     """Query logits or predictions with a leading task dim: ``(n_tasks, n_query, ...)``."""
     if not batch.is_batched:
-        return _adapt_predict(learner, batch).unsqueeze(0)
-    if getattr(learner, "vectorize", False):
-        return vmap(
-            partial(_adapt_predict, learner), in_dims=(BATCH_DIMS,), randomness="different"
-        )(batch)
-    return torch.stack([_adapt_predict(learner, episode) for episode in batch.unbind()])
+        return adapt_predict(learner, batch)[0].unsqueeze(0)
+    if isinstance(learner, Learner) and learner.batched:
+        return map_tasks(learner, adapt_predict, batch)[0]
+    return torch.stack([adapt_predict(learner, episode)[0] for episode in batch.unbind()])
 
 
-def _adapt_predict(learner: EvaluatedLearner, episode: Episode) -> Tensor:
-    state = learner.adapt(episode.support_x, episode.support_y, episode.n_way)
-    return learner.predict(state, episode.query_x)
+def _adapt_predict(
+    learner: EvaluatedLearner, episode: Episode, *, steps: int | None, transductive: bool
+) -> TaskResult:
+    """Return one episode's query outputs (and no metrics): a per-task function."""
+    support = episode.support_x, episode.support_y, episode.n_way
+    # _check_sweep made sure that a learner given steps takes them
+    kwargs: dict[str, Any] = {} if steps is None else {"steps": steps}
+    if not transductive:
+        assert isinstance(learner, Learner)  # checked by meta_test
+        state = adapt_inductive(learner, *support, **kwargs)
+        return predict_inductive(learner, state, episode.query_x), {}
+    if steps is None:
+        state = learner.adapt(*support)
+    else:
+        state = cast(SteppedLearner, learner).adapt(*support, steps=steps)
+    return learner.predict(state, episode.query_x), {}

@@ -110,6 +110,9 @@ class TrainConfig:
 class MetaObjective(Protocol):
     """What :func:`meta_train` trains: any ``nn.Module`` with a ``meta_loss``.
 
+    Optional hook: ``on_step_end(step)`` is called after each outer step with the number of
+    steps done; schedules of the objective advance there, never in ``meta_loss``.
+
     Optional hook: an objective with a method ``meta_update(batch) -> Metrics`` takes its own
     outer step (meta-RL's TRPO). The loop then calls it instead of backward, clipping and an
     optimizer step, builds no optimizer, and checkpoints only the objective's ``state_dict``
@@ -266,6 +269,9 @@ class _Loop:
             batch = batch.to(self.device)
         self.window.add(state.update(batch))
         state.step += 1
+        on_step_end = getattr(state.objective, "on_step_end", None)
+        if on_step_end is not None:  # schedules (MAML++'s annealing) follow the loop's steps
+            on_step_end(state.step)
         last = state.step == cfg.steps
         if state.step % cfg.log_every == 0 or last:
             self._log_train()
