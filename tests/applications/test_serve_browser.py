@@ -8,7 +8,6 @@ for a short while on Omniglot. Chromium and its driver come from Debian (`chromi
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import itertools
 import json
 import math
@@ -207,13 +206,8 @@ def _try(driver, shape: str) -> str:
     return driver.find_element(By.ID, "predicted").get_attribute("data-class")
 
 
-# A lone image normalised with its own BatchNorm statistics (the learners' transductive predict)
-# is recognised poorly (a bar was taken for a circle); personalize predicts inductively, with
-# the support set's statistics, once metalearn.algorithms.inductive exists (issue 13).
-@pytest.mark.xfail(
-    importlib.util.find_spec("metalearn.algorithms.inductive") is None,
-    reason="needs inductive prediction in personalize (metalearn.algorithms.inductive)",
-)
+# Each drawing is predicted alone with the support set's BatchNorm statistics (personalize's
+# inductive prediction); normalised with its own statistics, a lone bar was taken for a circle.
 def test_draw_three_symbols_teach_and_recognize_new_ones(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
 
