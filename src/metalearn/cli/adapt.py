@@ -29,7 +29,7 @@ from metalearn.errors import CheckpointError, ConfigError, DatasetError
 from metalearn.registry import get_algorithm
 from metalearn.utils.io import atomic_save
 
-__all__ = ["add_parser", "load_personal", "run_adapt", "run_predict"]
+__all__ = ["add_parser", "load_personal", "personal_payload", "run_adapt", "run_predict"]
 
 FORMAT = "metalearn-personal-1"
 
@@ -86,26 +86,33 @@ def run_adapt(args: argparse.Namespace) -> int:
         args.support, config.data.image_size, channels=channels, invert=invert
     )
     n_way = config.data.n_way if get_algorithm(config.algorithm.name).kind == "gradient" else None
-    personalize(learner, support_x, support_y, names, n_way=n_way)
-    rejection = None if args.reject is None else _calibrate(config, learner, support_y, args)
-    payload = {
-        "format": FORMAT,
-        "config": to_dict(config),
-        "learner": learner.state_dict(),
-        "support_x": support_x,
-        "support_y": support_y,
-        "class_names": names,
-        "invert": invert,
-        "channels": channels,
-        "rejection": None if rejection is None else rejection.to_dict(),
-    }
-    atomic_save(payload, args.out)
+    personal = personalize(learner, support_x, support_y, names, n_way=n_way)
+    if args.reject is not None:
+        personal.rejection = _calibrate(config, learner, support_y, args)
+    atomic_save(personal_payload(config, personal, invert=invert, channels=channels), args.out)
     n_examples = len(support_y)
     print(
         f"adapted {config.name} to {len(names)} classes ({', '.join(names)}), "
         f"{n_examples} examples; wrote {args.out}"
     )
     return 0
+
+
+def personal_payload(
+    config: RunConfig, personal: Personalized, *, invert: bool, channels: int
+) -> dict[str, Any]:
+    """Return the content of a personal model file (:func:`load_personal` reads it back)."""
+    return {
+        "format": FORMAT,
+        "config": to_dict(config),
+        "learner": personal.learner.state_dict(),
+        "support_x": personal.support_x,
+        "support_y": personal.support_y,
+        "class_names": personal.class_names,
+        "invert": invert,
+        "channels": channels,
+        "rejection": None if personal.rejection is None else personal.rejection.to_dict(),
+    }
 
 
 def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:

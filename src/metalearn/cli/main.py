@@ -28,10 +28,11 @@ def _subcommands() -> list[Any]:
         info,
         plot,
         presets,
+        serve,
         train,
     )
 
-    return [train, evaluate, adapt, finetune, plot, demo, presets, info]
+    return [train, evaluate, adapt, finetune, serve, plot, demo, presets, info]
 
 
 def build_parser() -> argparse.ArgumentParser:
