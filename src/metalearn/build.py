@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from metalearn.algorithms import (
@@ -22,7 +21,7 @@ from metalearn.algorithms import (
     Reptile,
     SiameseNet,
 )
-from metalearn.config import RunConfig
+from metalearn.config import RunConfig, config_device
 from metalearn.data import (
     ClassDataset,
     ImageFolderDataset,
@@ -164,7 +163,7 @@ def build_learner(config: RunConfig) -> Learner[Any]:
             ),
             "siamese": lambda: SiameseNet(model),
         }
-        return metric[algo.name]().to(torch.device(config.device))
+        return metric[algo.name]().to(config_device(config))
     if config.data.dataset != "sinusoid" and episode_spec(config, "test")[0] != config.data.n_way:
         raise ConfigError(
             f"{algo.name} has an output layer of n_way={config.data.n_way} units: set "
@@ -194,7 +193,7 @@ def build_learner(config: RunConfig) -> Learner[Any]:
         "anil": lambda: ANIL(model, **kwargs),
         "reptile": lambda: Reptile(model, **kwargs),
     }
-    return gradient[algo.name]().to(torch.device(config.device))
+    return gradient[algo.name]().to(config_device(config))
 
 
 def _env_id(config: RunConfig) -> str:
@@ -214,7 +213,7 @@ def _build_rl_learner(config: RunConfig) -> nn.Module:
         raise ConfigError(
             f"--algorithm.name={algo.name} has no meta-RL version: use maml or fomaml"
         )
-    if config.device != "cpu":
+    if config_device(config).type != "cpu":
         raise ConfigError(f"--device={config.device}: meta-RL rollouts run on cpu only")
     sampler = TrajectorySampler(_env_id(config), rl.trajectories, env_kwargs=_env_kwargs(config))
     hidden = (config.model.hidden,) * config.model.depth

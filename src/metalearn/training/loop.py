@@ -8,10 +8,11 @@ and a :class:`~metalearn.episode.TaskSource`. Must not import ``metalearn.data``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from metalearn.training.logger import (
 )
 from metalearn.training.state import TrainState
 from metalearn.types import Metrics
+from metalearn.utils.io import remove_stale_temp_files, run_lock
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
 
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
@@ -167,6 +169,7 @@ def meta_train(
     validate: Callable[[], Mapping[str, float]] | None = None,
     resume: bool = False,
     extra_state: dict[str, Any] | None = None,
+    allow_change: Collection[str] = (),
 ) -> TrainResult:
     """Meta-train ``objective`` on batches from ``tasks``: the one outer loop.
 
@@ -193,6 +196,12 @@ def meta_train(
             equal an uninterrupted run's when ``checkpoint_every`` is a multiple of
             ``log_every``, so that no log window straddles the checkpoint).
         extra_state: plain data saved in every checkpoint (e.g. the resolved run config).
+        allow_change: on resume, ``TrainConfig`` fields that may differ from the checkpoint's
+            although they shape the trajectory (e.g. ``("outer_lr",)`` after a divergence).
+
+    While it runs, ``run_dir`` is locked (``run_dir/.lock``): a second process training there
+    gets :class:`~metalearn.utils.io.RunFolderLockedError`. Temporary files that killed writes
+    left behind are deleted at the start.
 
     Returns:
         The final step, last train and validation metrics, best validation and logged rows.
@@ -201,29 +210,53 @@ def meta_train(
         CheckpointError: on resume, if the checkpoint is missing, corrupt or does not match
             this run; on a fresh start, if ``run_dir`` already holds a checkpoint.
         ConfigError: if ``resume`` has no ``run_dir``, or ``validate()`` lacks the metric.
-        TrainingDivergedError: if the logged training loss is NaN or infinite.
+        TrainingDivergedError: if the loss or a meta-gradient is NaN or infinite at any step;
+            nothing of that step is written.
     """
     run_dir = None if run_dir is None else Path(run_dir)
     state = TrainState(objective, tasks, cfg, extra_state)
     metrics_log = MetricsLogger(None if run_dir is None else run_dir / METRICS_FILE)
-    _start(state, metrics_log, run_dir, resume)
-    loop = _Loop(state, metrics_log, run_dir, validate)
-    objective.train()
-    enabled = progress_enabled(cfg.progress)
-    with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
-        while state.step < cfg.steps:
-            loop.step()
-            bar.update()
-            bar.set_postfix(loop.postfix, refresh=False)
-    return loop.result()
+    with _locked(run_dir):
+        _start(state, metrics_log, run_dir, resume, allow_change)
+        loop = _Loop(state, metrics_log, run_dir, validate)
+        objective.train()
+        enabled = progress_enabled(cfg.progress)
+        with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
+            while state.step < cfg.steps:
+                loop.step()
+                bar.update()
+                bar.set_postfix(loop.postfix, refresh=False)
+        return loop.result()
 
 
-def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: bool) -> None:
+RUN_FILES = (CHECKPOINT_FILE, BEST_FILE, METRICS_FILE, "config.json")
+"""Files of a run folder written atomically while training (their stale temporaries go)."""
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path | None) -> Iterator[None]:
+    """Hold the run folder's lock; remove the temporaries of killed writes once it is held."""
+    if run_dir is None:
+        yield
+        return
+    with run_lock(run_dir):
+        for tmp in remove_stale_temp_files(run_dir, RUN_FILES):
+            logger.info("removed %s, left by a killed write", tmp)
+        yield
+
+
+def _start(
+    state: TrainState,
+    log: MetricsLogger,
+    run_dir: Path | None,
+    resume: bool,
+    allow_change: Collection[str] = (),
+) -> None:
     if resume:
         if run_dir is None:
             raise ConfigError("resume=True needs the run_dir of the run to continue")
         path = run_dir / CHECKPOINT_FILE
-        state.restore(load_checkpoint(path), path)
+        state.restore(load_checkpoint(path), path, allow_change)
         log.truncate_after(state.step)
         logger.info("resumed %s at step %d", path, state.step)
         return
