@@ -241,6 +241,25 @@ def _range_checks(config: RunConfig) -> list[tuple[bool, str, str]]:
     ]
 
 
+_REGRESSION_ALGORITHMS = ("maml", "fomaml", "meta-sgd", "anil", "reptile")
+_RL_DATASETS = ("navigation", "cheetah-vel", "cheetah-dir")
+
+
+def _combination_error(config: RunConfig) -> str | None:
+    """Why the dataset, algorithm and backbone do not fit together, or ``None``."""
+    dataset, algo, backbone = config.data.dataset, config.algorithm.name, config.model.backbone
+    if dataset == "sinusoid" and algo not in _REGRESSION_ALGORITHMS:
+        return (
+            f"--algorithm.name={algo} classifies; sinusoid regression needs one of "
+            f"{', '.join(_REGRESSION_ALGORITHMS)}"
+        )
+    if dataset in _RL_DATASETS and algo not in ("maml", "fomaml"):
+        return f"--algorithm.name={algo} has no meta-RL version: use maml or fomaml"
+    if dataset in ("omniglot", "folder") and backbone == "mlp":
+        return "--model.backbone=mlp is for sinusoids; image tasks use conv4"
+    return None
+
+
 def check_config(config: RunConfig) -> RunConfig:
     """Return ``config`` if every field is in range and ``device`` is a device name.
 
@@ -259,6 +278,9 @@ def check_config(config: RunConfig) -> RunConfig:
             section, name = key.split(".")
             value = getattr(getattr(config, section), name)
             raise ConfigError(f"--{key}={value!r} {constraint}")
+    problem = _combination_error(config)
+    if problem is not None:
+        raise ConfigError(problem)
     try:
         check_device_name(config.device)
     except DeviceError as e:
