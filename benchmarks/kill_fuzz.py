@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def _start(
 ) -> tuple[subprocess.Popen[bytes], bool]:
     """Start training in ``run_dir``: a resume once it holds a checkpoint, else a fresh run."""
     resume = (run_dir / "checkpoint.pt").exists()
-    where = ["--resume", str(run_dir), "--no-test"] if resume else [*ARGS, "--run-dir", str(run_dir)]
+    where = (
+        ["--resume", str(run_dir), "--no-test"] if resume else [*ARGS, "--run-dir", str(run_dir)]
+    )
     argv = [*_command(), "train", *where, f"--train.steps={steps}"]
     stderr = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -83,16 +86,33 @@ def _writing(run_dir: Path) -> bool:
     return any(run_dir.glob(".*.pt.*.tmp"))
 
 
-def _kill_at_random(
-    proc: subprocess.Popen[bytes], run_dir: Path, rng: random.Random
-) -> tuple[bool, bool]:
-    """SIGKILL ``proc`` in a checkpoint write or after a random delay: ``(killed, in_write)``."""
-    aim_at_write = rng.random() < 0.5
-    deadline = time.monotonic() + (60.0 if aim_at_write else rng.uniform(0.5, 6.0))
-    while time.monotonic() < deadline and proc.poll() is None:
-        if aim_at_write and _writing(run_dir):
-            break
+def _training(proc: subprocess.Popen[bytes], run_dir: Path) -> bool:
+    """Whether ``proc`` holds the run folder's lock (it has started training)."""
+    try:
+        return (run_dir / ".lock").read_text().strip() == str(proc.pid)
+    except OSError:
+        return False
+
+
+def _wait(proc: subprocess.Popen[bytes], until: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None and not until():
         time.sleep(0.005)
+
+
+def _kill_at_random(
+    proc: subprocess.Popen[bytes], run_dir: Path, rng: random.Random, window: float
+) -> tuple[bool, bool]:
+    """SIGKILL ``proc`` in a checkpoint write or at a random time: ``(killed, in_write)``.
+
+    Half of the kills wait for a write that replaces an existing checkpoint (a kill in the very
+    first write only restarts the run); the others land 0-``window`` s after training started.
+    """
+    _wait(proc, lambda: _training(proc, run_dir), 300.0)
+    if rng.random() < 0.5:
+        _wait(proc, lambda: (run_dir / "checkpoint.pt").exists() and _writing(run_dir), 300.0)
+    else:
+        _wait(proc, lambda: False, rng.uniform(0.0, window))
     if proc.poll() is not None:
         return False, False  # it finished first
     in_write = _writing(run_dir)
@@ -112,7 +132,9 @@ def _readable(path: Path) -> bool:
 def _same_run(a: Path, b: Path) -> list[str]:
     """Names of what differs between two finished runs (empty: bit-identical parameters)."""
     left, right = load_checkpoint(a / "checkpoint.pt"), load_checkpoint(b / "checkpoint.pt")
-    diffs = [k for k in right["learner"] if not torch.equal(left["learner"][k], right["learner"][k])]
+    diffs = [
+        k for k in right["learner"] if not torch.equal(left["learner"][k], right["learner"][k])
+    ]
     if left["step"] != right["step"]:
         diffs.append("step")
 
@@ -132,9 +154,19 @@ def _finish(proc: subprocess.Popen[bytes]) -> None:
 
 
 def fuzz_round(
-    workdir: Path, seed: int, *, kills: int, steps: int, write_delay: float, counts: Counts
+    workdir: Path,
+    seed: int,
+    *,
+    kills: int,
+    steps: int,
+    write_delay: float,
+    counts: Counts,
+    window: float = 2.0,
 ) -> None:
-    """One round: ``kills`` SIGKILLs and resumes, a final resume, and the comparison."""
+    """One round: ``kills`` SIGKILLs and resumes, a final resume, and the comparison.
+
+    Random kills land up to ``window`` seconds after a process started training.
+    """
     rng = random.Random(seed)
     env = _env(write_delay)
     killed, whole = workdir / f"killed-{seed}", workdir / f"whole-{seed}"
@@ -142,7 +174,11 @@ def fuzz_round(
         proc, resumed = _start(killed, steps, env)
         counts.resumes += resumed
         counts.fresh_restarts += not resumed
-        was_killed, in_write = _kill_at_random(proc, killed, rng)
+        try:
+            was_killed, in_write = _kill_at_random(proc, killed, rng, window)
+        finally:
+            proc.kill()  # never leave a child behind (no-op once it has exited)
+            proc.wait()
         counts.kills += was_killed
         counts.kills_in_write += in_write
         for name in ("checkpoint.pt", "best.pt"):

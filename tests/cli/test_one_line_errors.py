@@ -25,7 +25,8 @@ SINUSOID = [
 def one_line_error(err: str) -> str:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
     return lines[0]
 
 
@@ -80,7 +81,8 @@ def test_evaluate_prints_its_result_before_a_failing_write(run_cli, monkeypatch)
     fail_writes(monkeypatch, errno.ENOSPC, "test.json")
     code, out, err = run_cli("evaluate", "R", "--episodes", "6")
     assert code == 1
-    assert "on test: mse" in out and "+-" in out  # the computed result is not lost
+    assert "on test: mse" in out  # the computed result is not lost
+    assert "+-" in out
     assert "cannot write R/test.json" in one_line_error(err)
 
 
@@ -160,11 +162,10 @@ def test_evaluate_with_a_file_that_is_not_a_checkpoint(run_cli, junk_files, kind
         "--data.image_size=0",
     ],
 )
-def test_an_out_of_range_value_is_refused_by_config_and_train_before_any_folder(
-    run_cli, override
-):
+def test_an_out_of_range_value_is_refused_by_config_and_train_before_any_folder(run_cli, override):
     code, out, err = run_cli("config", "--preset", "maml-sinusoid", override)
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     key = override.split("=")[0]
     assert key in one_line_error(err)
     code, _, err = run_cli("train", *SINUSOID, override, "--run-dir", "R")

@@ -42,7 +42,8 @@ def finished(run_cli) -> Path:
 def one_line_error(err: str) -> str:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
     return lines[0]
 
 
@@ -67,9 +68,7 @@ def test_a_refused_resume_leaves_the_run_folder_byte_identical(run_cli, finished
     assert code == 0, err  # a later resume is not blocked
 
 
-def test_resume_refuses_an_edited_config_json_and_lists_every_differing_field(
-    run_cli, finished
-):
+def test_resume_refuses_an_edited_config_json_and_lists_every_differing_field(run_cli, finished):
     config = json.loads((finished / "config.json").read_text())
     config["algorithm"]["inner_lr"] = 0.5
     config["model"]["hidden"] = 41

@@ -112,7 +112,8 @@ def check_outcome(code: int, err: str, case: list[str]) -> None:
     if code == 0:
         return
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), (case, err)
+    assert len(lines) == 1, (case, err)
+    assert lines[0].startswith("error: "), (case, err)
     assert code == 2 or (code == 1 and "not found" in err), (case, code, err)
 
 
@@ -134,7 +135,8 @@ def test_config_command_never_tracebacks(run_cli):
         outcomes[code] += 1
         if code == 0:
             json.loads(out)
-    assert outcomes[0] > 10 and outcomes[2] > 50, outcomes
+    assert outcomes[0] > 10, outcomes
+    assert outcomes[2] > 50, outcomes
 
 
 @pytest.mark.slow
@@ -146,7 +148,9 @@ def test_train_resume_never_tracebacks_and_a_refusal_changes_nothing(run_cli):
     for i, case in enumerate(filter(trainable, cases(1, 30))):
         copy = Path(f"R{i}")
         shutil.copytree("R", copy)
-        code, _, err = run_cli("train", "--resume", str(copy), *case, "--train.steps=2", "--no-test")
+        code, _, err = run_cli(
+            "train", "--resume", str(copy), *case, "--train.steps=2", "--no-test"
+        )
         check_outcome(code, err, case)
         if code != 0:
             assert snapshot(copy) == original, case

@@ -63,7 +63,7 @@ def test_save_checkpoint_refuses_non_finite_weights_and_keeps_the_file(tmp_path)
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"last good")
     payload = {"learner": {"w": torch.tensor([1.0, float("inf")])}, "step": 5}
-    with pytest.raises(TrainingDivergedError, match="'?w'? holds NaN or infinite"):
+    with pytest.raises(TrainingDivergedError, match=r"'?w'? holds NaN or infinite"):
         save_checkpoint(payload, path)
     assert path.read_bytes() == b"last good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary
@@ -117,7 +117,8 @@ def test_the_run_lock_names_the_holder_and_dies_with_it(tmp_path):
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
         assert lock_holder(tmp_path) == str(holder.pid)
         with pytest.raises(RunFolderLockedError, match=f"process {holder.pid} is training"):
             meta_train(TinyProtoNet(), GaussianTasks(), CFG, run_dir=tmp_path)

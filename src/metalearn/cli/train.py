@@ -84,24 +84,16 @@ def run(args: argparse.Namespace) -> int:
     episodes of every subset, the run folder (lock, existing checkpoint, resume changes).
     """
     allow = check_allow_change(args.allow_change)
-    if args.resume:
-        run_dir: Path | None = Path(args.resume)
-        assert run_dir is not None
-        check_unlocked(run_dir)
-        config = resume_config(run_dir, args.overrides, allow)
-    else:
-        if allow:
-            raise ConfigError("--allow-change applies to --resume only")
-        config = resolve_config(args.preset, args.overrides)
-        run_dir = Path(args.run_dir) if args.run_dir else None
-        if run_dir is not None:
-            check_unlocked(run_dir)
-            _refuse_finished(run_dir)
+    config, run_dir = _accepted_config(args, allow)
     built = build_run(config, test=not args.no_test)
     run_dir = run_dir or new_run_dir(config, args.runs)
     try:
-        result = train_and_test(
-            config, run_dir, resume=bool(args.resume), test=not args.no_test, built=built,
+        train_and_test(
+            config,
+            run_dir,
+            resume=bool(args.resume),
+            test=not args.no_test,
+            built=built,
             allow_change=allow,
         )
     except TrainingDivergedError as e:
@@ -115,6 +107,24 @@ def print_result(label: str, result: EvalResult) -> None:
     print(f"{label}: {result}")
     for n_steps, summary in result.steps_summary().items():
         print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
+
+
+def _accepted_config(
+    args: argparse.Namespace, allow: tuple[str, ...]
+) -> tuple[RunConfig, Path | None]:
+    """The run's configuration and folder (``None``: a new one), once the folder accepts it."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        check_unlocked(run_dir)
+        return resume_config(run_dir, args.overrides, allow), run_dir
+    if allow:
+        raise ConfigError("--allow-change applies to --resume only")
+    config = resolve_config(args.preset, args.overrides)
+    if args.run_dir is None:
+        return config, None
+    check_unlocked(args.run_dir)
+    _refuse_finished(Path(args.run_dir))
+    return config, Path(args.run_dir)
 
 
 def _refuse_finished(run_dir: Path) -> None:

@@ -68,8 +68,9 @@ def check_finite_state_dict(state: Mapping[str, object], where: str) -> None:
         TrainingDivergedError: naming ``where`` and the tensor.
     """
     for name, value in state.items():
-        if isinstance(value, Tensor) and value.is_floating_point():
-            if not bool(torch.isfinite(value).all()):
-                raise TrainingDivergedError(
-                    f"refusing to write {where}: {name} holds NaN or infinite values; {_ADVICE}"
-                )
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            continue
+        if not bool(torch.isfinite(value).all()):
+            raise TrainingDivergedError(
+                f"refusing to write {where}: {name} holds NaN or infinite values; {_ADVICE}"
+            )

@@ -195,7 +195,7 @@ class TrainState:
         self.elapsed_s = float(payload.get("elapsed_s", 0.0))
 
     def _rescale_lr(self, saved_outer_lr: float) -> None:
-        """Scale the restored learning rates by ``outer_lr / saved_outer_lr`` (an allowed change)."""
+        """Scale the restored learning rates by ``outer_lr / saved_outer_lr`` (allowed change)."""
         if self.optimizer is None or saved_outer_lr == self.cfg.outer_lr:
             return
         factor = self.cfg.outer_lr / saved_outer_lr
@@ -205,7 +205,7 @@ class TrainState:
                 group["initial_lr"] *= factor
         if self.scheduler is not None:
             self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
-            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]  # type: ignore[attr-defined]
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _check_matches(
         self, payload: dict[str, Any], path: Path, allow_change: Collection[str]
