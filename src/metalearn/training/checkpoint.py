@@ -138,8 +138,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+    except PermissionError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from e
     except Exception as e:  # torch.load raises almost anything on bytes it did not write
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is corrupt or not a metalearn checkpoint "
