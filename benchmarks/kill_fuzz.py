@@ -82,8 +82,13 @@ def _start(
     return proc, resume
 
 
-def _writing(run_dir: Path) -> bool:
-    return any(run_dir.glob(".*.pt.*.tmp"))
+def _temporaries(run_dir: Path) -> set[Path]:
+    return set(run_dir.glob(".*.pt.*.tmp"))
+
+
+def _writing(run_dir: Path, stale: set[Path]) -> bool:
+    """Whether a checkpoint write is under way (not counting temporaries of earlier kills)."""
+    return bool(_temporaries(run_dir) - stale)
 
 
 def _training(proc: subprocess.Popen[bytes], run_dir: Path) -> bool:
@@ -108,14 +113,17 @@ def _kill_at_random(
     Half of the kills wait for a write that replaces an existing checkpoint (a kill in the very
     first write only restarts the run); the others land 0-``window`` s after training started.
     """
+    stale = _temporaries(run_dir)  # left by the previous kill; the new process deletes them
     _wait(proc, lambda: _training(proc, run_dir), 300.0)
     if rng.random() < 0.5:
-        _wait(proc, lambda: (run_dir / "checkpoint.pt").exists() and _writing(run_dir), 300.0)
+        _wait(
+            proc, lambda: (run_dir / "checkpoint.pt").exists() and _writing(run_dir, stale), 300.0
+        )
     else:
         _wait(proc, lambda: False, rng.uniform(0.0, window))
     if proc.poll() is not None:
         return False, False  # it finished first
-    in_write = _writing(run_dir)
+    in_write = _writing(run_dir, stale)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return True, in_write
