@@ -105,13 +105,19 @@ def _wait(proc: subprocess.Popen[bytes], until: Callable[[], bool], seconds: flo
         time.sleep(0.005)
 
 
+def _logged_step(run_dir: Path) -> int:
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    return int(rows[-1]["step"]) if rows else 0
+
+
 def _kill_at_random(
-    proc: subprocess.Popen[bytes], run_dir: Path, rng: random.Random, window: float
+    proc: subprocess.Popen[bytes], run_dir: Path, rng: random.Random, steps: int, window: float
 ) -> tuple[bool, bool]:
     """SIGKILL ``proc`` in a checkpoint write or at a random time: ``(killed, in_write)``.
 
     Half of the kills wait for a write that replaces an existing checkpoint (a kill in the very
-    first write only restarts the run); the others land 0-``window`` s after training started.
+    first write only restarts the run); the others wait until a random step is logged, then up
+    to ``window`` seconds more (so they land anywhere, whatever the machine's speed).
     """
     stale = _temporaries(run_dir)  # left by the previous kill; the new process deletes them
     _wait(proc, lambda: _training(proc, run_dir), 300.0)
@@ -120,6 +126,8 @@ def _kill_at_random(
             proc, lambda: (run_dir / "checkpoint.pt").exists() and _writing(run_dir, stale), 300.0
         )
     else:
+        target = rng.randint(1, steps - 1)
+        _wait(proc, lambda: _logged_step(run_dir) >= target, 300.0)
         _wait(proc, lambda: False, rng.uniform(0.0, window))
     if proc.poll() is not None:
         return False, False  # it finished first
@@ -169,11 +177,11 @@ def fuzz_round(
     steps: int,
     write_delay: float,
     counts: Counts,
-    window: float = 2.0,
+    window: float = 0.2,
 ) -> None:
     """One round: ``kills`` SIGKILLs and resumes, a final resume, and the comparison.
 
-    Random kills land up to ``window`` seconds after a process started training.
+    Random kills land up to ``window`` seconds after a random logged step.
     """
     rng = random.Random(seed)
     env = _env(write_delay)
@@ -183,7 +191,7 @@ def fuzz_round(
         counts.resumes += resumed
         counts.fresh_restarts += not resumed
         try:
-            was_killed, in_write = _kill_at_random(proc, killed, rng, window)
+            was_killed, in_write = _kill_at_random(proc, killed, rng, steps, window)
         finally:
             proc.kill()  # never leave a child behind (no-op once it has exited)
             proc.wait()
