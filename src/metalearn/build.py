@@ -9,12 +9,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from metalearn.algorithms import Learner
 from metalearn.applications.transfer import ClassBatches
-from metalearn.config import RunConfig
+from metalearn.config import RunConfig, config_device
 from metalearn.data import (
     ClassDataset,
     ImageFolderDataset,
@@ -237,7 +236,7 @@ def build_learner(config: RunConfig) -> Learner[Any]:
             f"{algorithm.name} has an output layer of n_way={config.data.n_way} units: set "
             "--eval.n_way to the same value (or use a metric learner)"
         )
-    return algorithm.build(model, config).to(torch.device(config.device))
+    return algorithm.build(model, config).to(config_device(config))
 
 
 def _env_id(config: RunConfig) -> str:
@@ -257,7 +256,7 @@ def _build_rl_learner(config: RunConfig) -> nn.Module:
         raise ConfigError(
             f"--algorithm.name={algo.name} has no meta-RL version: use maml or fomaml"
         )
-    if config.device != "cpu":
+    if config_device(config).type != "cpu":
         raise ConfigError(f"--device={config.device}: meta-RL rollouts run on cpu only")
     sampler = TrajectorySampler(_env_id(config), rl.trajectories, env_kwargs=_env_kwargs(config))
     hidden = (config.model.hidden,) * config.model.depth

@@ -51,4 +51,14 @@ class TaskSpecError(MetalearnError, ValueError):
 
 
 class TrainingDivergedError(MetalearnError, FloatingPointError):
-    """The meta-training loss became NaN or infinite. The message names the step."""
+    """The meta-training loss, a meta-gradient or a weight became NaN or infinite.
+
+    Attributes:
+        step: the outer step that diverged, when known.
+        reason: what was not finite, without advice (e.g. ``"the meta-training loss is nan"``).
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.step = step
+        self.reason = message if reason is None else reason

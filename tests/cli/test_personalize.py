@@ -143,7 +143,7 @@ def test_predict_rejects_a_file_that_is_not_a_personal_model(run_cli, protonet_r
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     code, _, err = run_cli("predict", str(tmp_path / "junk.pt"), str(tmp_path))
     assert code == 1
-    assert "cannot read personal model" in err
+    assert "junk.pt is not a personal model" in err
     code, _, err = run_cli("predict", str(protonet_run / "checkpoint.pt"), str(tmp_path))
     assert code == 1
     assert "not a personal model" in err

@@ -199,7 +199,12 @@ def test_failed_checkpoint_write_leaves_the_previous_checkpoint_intact(tmp_path,
         _run(tmp_path, CFG, resume=True)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 6
-    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST_FILE, CHECKPOINT_FILE, METRICS_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",  # the run lock's file (unlocked once the process is gone)
+        BEST_FILE,
+        CHECKPOINT_FILE,
+        METRICS_FILE,
+    ]
 
 
 def test_resume_without_a_checkpoint_raises_checkpoint_error(tmp_path):

@@ -25,8 +25,9 @@ from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig, from_dict, to_dict
 from metalearn.data.folders import list_images, read_images
 from metalearn.data.transforms import to_float
-from metalearn.errors import CheckpointError, ConfigError, DatasetError
+from metalearn.errors import CheckpointError, ConfigError, DatasetError, MetalearnError
 from metalearn.registry import get_algorithm
+from metalearn.training.checkpoint import first_line
 from metalearn.utils.io import atomic_save
 
 __all__ = ["add_parser", "load_personal", "personal_payload", "run_adapt", "run_predict"]
@@ -117,17 +118,25 @@ def personal_payload(
 
 def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:
     """Load a personal model file and re-adapt its learner to the stored support set."""
+    not_personal = f"{path} is not a personal model written by `metalearn adapt`"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no personal model at {path}: run `metalearn adapt` first") from None
-    except Exception as e:
-        raise CheckpointError(f"cannot read personal model {path}: {e}") from e
+    except OSError as e:
+        raise CheckpointError(f"cannot read personal model {path}: {e.strerror or e}") from e
+    except Exception as e:  # torch.load raises almost anything on bytes it did not write
+        raise CheckpointError(f"{not_personal} ({type(e).__name__})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a personal model written by `metalearn adapt`")
-    config: RunConfig = from_dict(payload["config"])
-    learner = build_learner(config)
-    learner.load_state_dict(payload["learner"])
+        raise CheckpointError(not_personal)
+    try:
+        config: RunConfig = from_dict(payload["config"])
+        learner = build_learner(config)
+        learner.load_state_dict(payload["learner"])
+    except MetalearnError:
+        raise  # e.g. a device this machine lacks: its own message says what to do
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{not_personal}: it is damaged ({first_line(e)})") from e
     personal = personalize(
         learner, payload["support_x"], payload["support_y"], payload["class_names"]
     )

@@ -11,11 +11,12 @@ from typing import Any
 
 from metalearn.build import build_learner, resolve_channels
 from metalearn.cli.overrides import apply_overrides
-from metalearn.config import RunConfig, from_dict, to_dict
+from metalearn.config import RunConfig, check_config, from_dict, to_dict
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.presets import get_preset
-from metalearn.registry import get_algorithm
+from metalearn.registry import ALGORITHMS, get_algorithm
 from metalearn.training import BEST_FILE, CHECKPOINT_FILE, load_checkpoint
+from metalearn.training.checkpoint import first_line
 from metalearn.utils.io import atomic_write_text
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "resolve_invert",
     "CONFIG_FILE",
     "add_config_arguments",
+    "check_algorithm",
     "load_run",
     "new_run_dir",
     "normalize_overrides",
@@ -86,14 +88,34 @@ def normalize_overrides(extra: Sequence[str]) -> list[str]:
 def resolve_config(
     preset: str | None, extra: Sequence[str], base: RunConfig | None = None
 ) -> RunConfig:
-    """Return the preset (or ``base``) with the command line's overrides applied."""
+    """Return the preset (or ``base``) with the command line's overrides applied, checked.
+
+    Raises:
+        ConfigError: for a missing preset, a bad override, or a field out of range
+            (:func:`metalearn.config.check_config`).
+    """
     if base is None:
         if preset is None:
             raise ConfigError("--preset is required (see `metalearn presets`)")
         base = get_preset(preset)
     config = apply_overrides(base, normalize_overrides(extra))
-    get_algorithm(config.algorithm.name)  # an unknown name fails here, before any file is written
-    return resolve_channels(config)
+    check_algorithm(config)
+    return resolve_channels(check_config(config))
+
+
+def check_algorithm(config: RunConfig) -> None:
+    """Refuse an unregistered algorithm name, or a classifier on sinusoid regression.
+
+    Raises:
+        ConfigError: before any file is written.
+    """
+    algorithm = get_algorithm(config.algorithm.name)
+    if config.data.dataset == "sinusoid" and algorithm.kind != "gradient":
+        regressors = [name for name, a in ALGORITHMS.items() if a.kind == "gradient"]
+        raise ConfigError(
+            f"--algorithm.name={algorithm.name} classifies; sinusoid regression needs one of "
+            f"{', '.join(regressors)}"
+        )
 
 
 def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:
@@ -101,10 +123,12 @@ def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(runs_root) / f"{config.name}-{stamp}"
     path, n = base, 1
-    while path.exists():
-        path, n = Path(f"{base}-{n}"), n + 1
-    path.mkdir(parents=True)
-    return path
+    while True:
+        try:
+            path.mkdir(parents=True)  # not exist_ok: two processes never share a new folder
+            return path
+        except FileExistsError:
+            path, n = Path(f"{base}-{n}"), n + 1
 
 
 def write_config(config: RunConfig, run_dir: Path) -> None:
@@ -119,12 +143,14 @@ def read_config(run_dir: Path) -> RunConfig:
         CheckpointError: if the folder holds no readable ``config.json``.
     """
     path = run_dir / CONFIG_FILE
+    if not run_dir.exists():
+        raise CheckpointError(f"{run_dir} does not exist: give a run folder or checkpoint file")
     try:
         return from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}") from None
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from e
+    except (ValueError, TypeError, AttributeError) as e:  # bad JSON, unknown or missing fields
+        raise CheckpointError(f"cannot read {path}: {first_line(e)}") from e
 
 
 def load_run(path: str | Path, *, overrides: Sequence[str] = ()) -> tuple[RunConfig, Any, Path]:
@@ -133,6 +159,8 @@ def load_run(path: str | Path, *, overrides: Sequence[str] = ()) -> tuple[RunCon
     A run folder loads ``best.pt`` when validation kept one, else ``checkpoint.pt``.
     """
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: give a run folder or checkpoint file")
     if path.is_dir():
         run_dir = path
         checkpoint = path / BEST_FILE if (path / BEST_FILE).is_file() else path / CHECKPOINT_FILE
@@ -144,6 +172,8 @@ def load_run(path: str | Path, *, overrides: Sequence[str] = ()) -> tuple[RunCon
     try:
         learner.load_state_dict(payload["learner"])
     except RuntimeError as e:
-        raise CheckpointError(f"{checkpoint} does not match {config.name}'s learner: {e}") from e
+        raise CheckpointError(
+            f"{checkpoint} does not match {config.name}'s learner: {first_line(e)}"
+        ) from e
     learner.eval()
     return config, learner, checkpoint

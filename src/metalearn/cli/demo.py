@@ -17,7 +17,7 @@ from metalearn.cli.common import normalize_overrides
 from metalearn.cli.overrides import apply_overrides
 from metalearn.cli.plot import plot_run
 from metalearn.cli.train import train_and_test
-from metalearn.config import RunConfig
+from metalearn.config import RunConfig, check_config
 from metalearn.presets import get_preset
 from metalearn.training.plots import plot_steps
 from metalearn.utils.io import atomic_write_text
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = normalize_overrides(args.overrides)
     rows, started = [], time.perf_counter()
     for config in demo_configs(args.scale):
-        config = apply_overrides(config, overrides)
+        config = check_config(apply_overrides(config, overrides))
         run_dir = out / config.name
         print(f"== {config.description}: {config.train.steps} steps -> {run_dir}", flush=True)
         began = time.perf_counter()
@@ -94,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
         if result.by_steps:
             plots.append(plot_steps(result, run_dir / "steps.png", title=config.description))
         rows.append((config, result, time.perf_counter() - began, plots))
-        print(f"   test {result}", flush=True)
     report = _report(rows, out, time.perf_counter() - started)
     atomic_write_text(report, out / "report.md")
     print(f"\nreport: {out / 'report.md'}")

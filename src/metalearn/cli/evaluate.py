@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         n = args.episodes or config.eval.episodes
         result = evaluate_learner(config, learner, subset, n, progress=True)
     out = Path(args.out) if args.out else checkpoint.parent / f"{args.subset}.json"
+    print_result(f"{config.name} [{checkpoint}] on {subset}", result)  # kept if a write fails
     write_result(result, out, config, subset)
     if is_rl(config) and subset == "test":
         write_adaptation(result, out.parent, config)
-    print_result(f"{config.name} [{checkpoint}] on {subset}", result)
     print(f"saved {out}")
     return 0

@@ -1,12 +1,15 @@
 """The ``metalearn`` command: registers the subcommands and maps errors to exit codes.
 
-Usage errors (bad flags, unknown preset or override) exit with 2, runtime errors (missing data,
-corrupt image, bad checkpoint) with 1; both print one ``error: ...`` line, never a traceback.
+Usage errors (bad flags, unknown preset or override, a value out of range, an episode the data
+cannot fill) exit with 2, runtime errors (missing data, corrupt image, bad checkpoint, a diverged
+run, a locked run folder, any ``OSError``: full disk, read-only folder, permission) with 1; both
+print one ``error: ...`` line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -60,14 +63,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _print_error(str(error))
         return 2
-    except (MetalearnError, FileNotFoundError, IsADirectoryError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except MetalearnError as error:
+        _print_error(str(error))
+        return 1
+    except OSError as error:
+        _print_error(describe_os_error(error))
         return 1
     except KeyboardInterrupt:
         print("interrupted: resume with --resume", file=sys.stderr)
         return 130
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "free disk space, then run the command again (train: with --resume)",
+    errno.EDQUOT: "free disk space, then run the command again (train: with --resume)",
+    errno.EACCES: "check the permissions, or choose another folder",
+    errno.EPERM: "check the permissions, or choose another folder",
+    errno.EROFS: "the file system is read-only: choose another folder",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an ``OSError``: what failed, on which file, and what to do."""
+    message = error.strerror or str(error) or type(error).__name__
+    if error.filename is not None:
+        message = f"{message}: {error.filename}"
+    advice = _OS_ADVICE.get(error.errno or 0)
+    return f"{message}; {advice}" if advice else message
+
+
+def _print_error(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # always one line
 
 
 if __name__ == "__main__":

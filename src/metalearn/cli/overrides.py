@@ -72,11 +72,17 @@ def _parse_scalar(text: str, annotation: Any, key: str) -> Any:
         if text.lower() in _FALSE:
             return False
         raise ConfigError(f"--{key}={text}: expected a boolean (true/false)")
+    if annotation is int and "e" in text.lower():  # 1e4: an int written as a float
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"--{key}={text}: expected int") from None
+        if not value.is_integer():  # also nan and inf
+            raise ConfigError(f"--{key}={text}: expected a whole number")
+        return int(value)
     if annotation in (int, float):
         try:
-            return (
-                annotation(float(text)) if annotation is int and "e" in text else annotation(text)
-            )
+            return annotation(text)
         except ValueError:
             raise ConfigError(f"--{key}={text}: expected {annotation.__name__}") from None
     if annotation is str:

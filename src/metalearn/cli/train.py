@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -15,20 +17,34 @@ from metalearn.cli.common import (
     add_config_arguments,
     load_run,
     new_run_dir,
-    read_config,
     resolve_config,
     write_config,
 )
+from metalearn.cli.resume import RESUME_CHANGEABLE, check_allow_change, resume_config
 from metalearn.config import RunConfig, to_dict
-from metalearn.errors import ConfigError
-from metalearn.training import CHECKPOINT_FILE, METRICS_FILE, meta_test, meta_train, plot_curves
+from metalearn.errors import (
+    CheckpointError,
+    ConfigError,
+    EpisodeSpecError,
+    TrainingDivergedError,
+)
+from metalearn.training import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    load_checkpoint,
+    meta_test,
+    meta_train,
+    plot_curves,
+)
 from metalearn.training.distributed import DataParallel, elastic_restarts, launched_by_torchrun
 from metalearn.training.evaluation import EvalResult
-from metalearn.utils.io import atomic_write_text
+from metalearn.utils.io import atomic_write_text, check_unlocked, run_lock
 from metalearn.utils.seeding import seed_everything
 
 __all__ = [
+    "BuiltRun",
     "add_parser",
+    "build_run",
     "evaluate_learner",
     "print_result",
     "rl_adaptation",
@@ -45,7 +61,22 @@ def add_parser(subparsers: Any) -> None:
     add_config_arguments(parser)
     parser.add_argument("--runs", default="runs", help="folder holding run folders (default: runs)")
     parser.add_argument("--run-dir", default=None, help="exact run folder (default: a new one)")
-    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a killed run; it may change "
+        + ", ".join(RESUME_CHANGEABLE)
+        + " (train.steps: not with train.lr_anneal); any other change is refused",
+    )
+    parser.add_argument(
+        "--allow-change",
+        action="append",
+        default=None,
+        metavar="FIELD",
+        help="with --resume: also let FIELD change (repeatable), e.g. --allow-change "
+        "train.outer_lr --train.outer_lr=1e-4 to continue a diverged run",
+    )
     parser.add_argument("--no-test", action="store_true", help="skip the meta-test at the end")
     parser.set_defaults(run=run)
 
@@ -53,12 +84,15 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume), meta-test on the test episodes, and print where everything went.
 
+    Everything is checked before anything is written: the configuration, the device, the
+    episodes of every subset, the run folder (lock, existing checkpoint, resume changes).
     Under ``torchrun`` every worker runs this; the meta-batches are split over them
     (:class:`~metalearn.training.distributed.DataParallel`) and rank 0 alone writes and prints.
     With ``torchrun --max-restarts``, a ``--run-dir`` that holds a checkpoint is continued, so
     that restarted workers resume the run.
     """
-    config, run_dir, resume = _resolve_run(args)
+    allow = check_allow_change(args.allow_change)
+    config, run_dir, resume = _accepted_config(args, allow)
     parallel = DataParallel.from_env(config.device) if launched_by_torchrun() else None
     main = parallel is None or parallel.is_main
     if not main:
@@ -66,39 +100,29 @@ def run(args: argparse.Namespace) -> int:
     try:
         if parallel is not None:  # before anything is written
             parallel.check_meta_batch_size(config.train.meta_batch_size)
+        built = build_run(config, test=not args.no_test, parallel=parallel)
         if run_dir is None:  # rank 0 names the new run folder
             run_dir = new_run_dir(config, args.runs) if main else None
             run_dir = run_dir if parallel is None else parallel.broadcast_object(run_dir)
         assert run_dir is not None
-        result = train_and_test(
-            config, run_dir, resume=resume, test=not args.no_test, parallel=parallel
-        )
+        try:
+            train_and_test(
+                config,
+                run_dir,
+                resume=resume,
+                test=not args.no_test,
+                built=built,
+                allow_change=allow,
+                parallel=parallel,
+            )
+        except TrainingDivergedError as e:
+            raise TrainingDivergedError(_divergence_advice(e, run_dir, config)) from e
     finally:
         if parallel is not None:
             parallel.close()
     if main:
         print(f"run folder: {run_dir}")
-        if result is not None:
-            print_result(f"test {result.metric}", result)
     return 0
-
-
-def _resolve_run(args: argparse.Namespace) -> tuple[RunConfig, Path | None, bool]:
-    """Return the config, the run folder (``None``: a new one) and whether to resume."""
-    if args.resume:
-        run_dir = Path(args.resume)
-        return resolve_config(None, args.overrides, base=read_config(run_dir)), run_dir, True
-    config = resolve_config(args.preset, args.overrides)
-    if args.run_dir is None:
-        if elastic_restarts():
-            raise ConfigError(
-                "torchrun --max-restarts needs --run-dir DIR, so that restarted workers resume "
-                "the same run folder"
-            )
-        return config, None, False
-    run_dir = Path(args.run_dir)
-    # with elastic restarts, the run folder's checkpoint is continued (by restarted workers)
-    return config, run_dir, elastic_restarts() and (run_dir / CHECKPOINT_FILE).is_file()
 
 
 def print_result(label: str, result: EvalResult) -> None:
@@ -108,36 +132,124 @@ def print_result(label: str, result: EvalResult) -> None:
         print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")
 
 
+def _accepted_config(
+    args: argparse.Namespace, allow: tuple[str, ...]
+) -> tuple[RunConfig, Path | None, bool]:
+    """The config, the run folder (``None``: a new one) and whether to resume, once accepted."""
+    # under torchrun, rank 0 checks the folder: the others would find its lock
+    check = check_unlocked if os.environ.get("RANK", "0") == "0" else (lambda folder: None)
+    if args.resume:
+        run_dir = Path(args.resume)
+        check(run_dir)
+        return resume_config(run_dir, args.overrides, allow), run_dir, True
+    if allow:
+        raise ConfigError("--allow-change applies to --resume only")
+    config = resolve_config(args.preset, args.overrides)
+    if args.run_dir is None:
+        if elastic_restarts():
+            raise ConfigError(
+                "torchrun --max-restarts needs --run-dir DIR, so that restarted workers resume "
+                "the same run folder"
+            )
+        return config, None, False
+    run_dir = Path(args.run_dir)
+    check(run_dir)
+    if elastic_restarts() and (run_dir / CHECKPOINT_FILE).is_file():
+        return config, run_dir, True  # restarted workers continue the run folder's checkpoint
+    _refuse_finished(run_dir)
+    return config, run_dir, False
+
+
+def _refuse_finished(run_dir: Path) -> None:
+    if (run_dir / CHECKPOINT_FILE).exists():
+        raise CheckpointError(
+            f"{run_dir} already holds {CHECKPOINT_FILE}: continue it with --resume {run_dir}, "
+            "or choose a new --run-dir"
+        )
+
+
+def _divergence_advice(error: TrainingDivergedError, run_dir: Path, config: RunConfig) -> str:
+    """The divergence with the command that continues from the last good checkpoint."""
+    checkpoint = run_dir / CHECKPOINT_FILE
+    lower = f"{config.train.outer_lr / 10:g}"
+    if not checkpoint.is_file():
+        return (
+            f"{error.reason}; no checkpoint was written: start again with a lower learning "
+            f"rate, e.g. --train.outer_lr={lower} (or set --train.grad_clip)"
+        )
+    step = load_checkpoint(checkpoint)["step"]
+    return (
+        f"{error.reason}; nothing was written after step {step} ({checkpoint}): continue with a "
+        f"lower learning rate: metalearn train --resume {run_dir} --allow-change train.outer_lr "
+        f"--train.outer_lr={lower}"
+    )
+
+
+class BuiltRun(NamedTuple):
+    """What a run is built from, before anything is written: learner, tasks, validation."""
+
+    learner: Any
+    train_tasks: Any
+    validate: Any
+
+
+def build_run(
+    config: RunConfig, *, test: bool = True, parallel: DataParallel | None = None
+) -> BuiltRun:
+    """Build the learner and the task sources of ``config``: every check that needs data.
+
+    The test episodes are built too (and dropped) when ``test``, so that an impossible test
+    episode is refused before training rather than after it.
+
+    Raises:
+        ConfigError: also for episodes the data cannot fill (more classes or examples than it
+            holds): that is a configuration error of this run.
+    """
+    seed_everything(config.train.seed)  # the same config gives the same initial weights
+    try:
+        learner = build_learner(config)
+        train_tasks = build_tasks(config, "train")
+        validate = _validator(config, learner, parallel)
+        if test and not is_rl(config):
+            build_tasks(config, "test")
+    except EpisodeSpecError as e:
+        raise ConfigError(str(e)) from e
+    return BuiltRun(learner, train_tasks, validate)
+
+
 def train_and_test(
     config: RunConfig,
     run_dir: Path,
     *,
     resume: bool = False,
     test: bool = True,
+    built: BuiltRun | None = None,
+    allow_change: tuple[str, ...] = (),
     parallel: DataParallel | None = None,
 ) -> EvalResult | None:
     """Meta-train ``config`` into ``run_dir``; then meta-test the best learner (``test.json``).
 
-    With ``parallel``, every rank trains and tests its share and rank 0 writes the files.
+    ``run_dir`` is locked from before ``config.json`` is written until training ends. With
+    ``parallel``, every rank trains and tests its share and rank 0 alone locks and writes.
     """
     main = parallel is None or parallel.is_main
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(config, run_dir)
-    seed_everything(config.train.seed)  # the same config gives the same initial weights
-    learner = build_learner(config)
-    train_tasks = build_tasks(config, "train")
-    validate = _validator(config, learner, parallel)
-    meta_train(
-        learner,
-        train_tasks,
-        config.train,
-        run_dir=run_dir,
-        validate=validate,
-        resume=resume,
-        extra_state={"config": to_dict(config)},
-        parallel=parallel,
-    )
+    built = built or build_run(config, test=test, parallel=parallel)
+    with run_lock(run_dir) if main else contextlib.nullcontext():
+        if main:
+            if not resume:
+                _refuse_finished(run_dir)  # again, now that no other process can start one
+            write_config(config, run_dir)
+        meta_train(
+            built.learner,
+            built.train_tasks,
+            config.train,
+            run_dir=run_dir,
+            validate=built.validate,
+            resume=resume,
+            extra_state={"config": to_dict(config)},
+            allow_change=tuple(k.split(".", 1)[1] for k in allow_change if k.startswith("train.")),
+            parallel=parallel,
+        )
     if main:
         title = f"{run_dir.resolve().name} (preset {config.name})"
         plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png", title=title)
@@ -146,6 +258,7 @@ def train_and_test(
     _, best, _ = load_run(run_dir)  # the best checkpoint, as `evaluate` would load it
     result = evaluate_learner(config, best, "test", config.eval.episodes, parallel=parallel)
     if main:
+        print_result(f"test {result.metric}", result)  # before writing: a failed write keeps it
         write_result(result, run_dir / "test.json", config, "test")
         if is_rl(config):
             write_adaptation(result, run_dir, config)

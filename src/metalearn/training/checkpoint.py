@@ -19,7 +19,6 @@ those. Must not import ``metalearn.data`` or ``metalearn.rl``.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from metalearn.errors import CheckpointError
+from metalearn.training.finite import check_finite_state_dict
 from metalearn.utils.io import atomic_save
 from metalearn.utils.seeding import get_rng_state, set_rng_state
 
@@ -38,6 +38,7 @@ __all__ = [
     "FORMAT_VERSION",
     "capture_rng_state",
     "check_plain_data",
+    "first_line",
     "load_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
@@ -54,6 +55,13 @@ FORMAT_VERSION = 1
 
 _REQUIRED = ("format_version", "step", "learner", "rng", "tasks", "train_config")
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message, shortened: torch's messages run to pages."""
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -103,7 +111,15 @@ def check_plain_data(value: Any, name: str) -> None:
 
 
 def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> None:
-    """Write ``payload`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
+    """Write ``payload`` to ``path`` atomically (a temporary file, then ``os.replace``).
+
+    Raises:
+        TrainingDivergedError: if a weight in ``payload["learner"]`` is NaN or infinite; the
+            file on disk (the last good checkpoint) is left as it is.
+    """
+    learner = payload.get("learner")
+    if isinstance(learner, Mapping):
+        check_finite_state_dict(learner, str(path))
     atomic_save(dict(payload), path)
 
 
@@ -122,15 +138,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as e:
+    except PermissionError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from e
+    except Exception as e:  # torch.load raises almost anything on bytes it did not write
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(e).__name__}: {str(e)[:200]}); the file is "
-            "corrupt or not a metalearn checkpoint: use an earlier checkpoint or start a new run"
+            f"cannot read checkpoint {path}: the file is corrupt or not a metalearn checkpoint "
+            f"({type(e).__name__}: {first_line(e)}); use an earlier checkpoint or start a new run"
         ) from e
     missing = [k for k in _REQUIRED if not isinstance(payload, dict) or k not in payload]
     if missing:
         raise CheckpointError(f"{path} is not a metalearn training checkpoint: it lacks {missing}")
-    if payload["format_version"] > FORMAT_VERSION:
+    if not isinstance(payload["format_version"], int) or payload["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {payload['format_version']}, newer than this "
             f"metalearn reads ({FORMAT_VERSION}): upgrade metalearn"

@@ -8,11 +8,12 @@ and a :class:`~metalearn.episode.TaskSource`. Must not import ``metalearn.data``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,7 +41,7 @@ from metalearn.training.logger import (
 from metalearn.training.state import TrainState
 from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
-from metalearn.utils.io import atomic_write_text
+from metalearn.utils.io import atomic_write_text, remove_stale_temp_files, run_lock
 from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
 
 if TYPE_CHECKING:
@@ -183,6 +184,7 @@ def meta_train(
     resume: bool = False,
     extra_state: dict[str, Any] | None = None,
     parallel: DataParallel | None = None,
+    allow_change: Collection[str] = (),
 ) -> TrainResult:
     """Meta-train ``objective`` on batches from ``tasks``: the one outer loop.
 
@@ -214,6 +216,12 @@ def meta_train(
         parallel: split every meta-batch over the ranks of a process group
             (:class:`~metalearn.training.distributed.DataParallel`); every rank reads the
             checkpoint on resume, rank 0 alone writes files and draws the progress bar.
+        allow_change: on resume, ``TrainConfig`` fields that may differ from the checkpoint's
+            although they shape the trajectory (e.g. ``("outer_lr",)`` after a divergence).
+
+    While it runs, ``run_dir`` is locked (``run_dir/.lock``): a second process training there
+    gets :class:`~metalearn.utils.io.RunFolderLockedError`. Temporary files that killed writes
+    left behind are deleted at the start.
 
     Returns:
         The final step, last train and validation metrics, best validation and logged rows.
@@ -222,37 +230,62 @@ def meta_train(
         CheckpointError: on resume, if the checkpoint is missing, corrupt or does not match
             this run; on a fresh start, if ``run_dir`` already holds a checkpoint.
         ConfigError: if ``resume`` has no ``run_dir``, or ``validate()`` lacks the metric.
-        TrainingDivergedError: if the logged training loss is NaN or infinite.
+        TrainingDivergedError: if the loss or a meta-gradient is NaN or infinite at any step;
+            nothing of that step is written.
     """
     run_dir = None if run_dir is None else Path(run_dir)
     if parallel is not None:
         parallel.setup(objective, cfg.meta_batch_size)
-    writes = parallel is None or parallel.is_main  # only rank 0 writes files
+    writes = parallel is None or parallel.is_main  # only rank 0 writes files (and locks)
     state = TrainState(objective, tasks, cfg, extra_state, parallel)
     log_path = None if run_dir is None or not writes else run_dir / METRICS_FILE
-    mirror = TensorBoardLogger(run_dir) if cfg.tensorboard and log_path is not None else None
+    # checks the tensorboard package before anything is written; it writes at the first row
+    mirror = TensorBoardLogger(run_dir) if cfg.tensorboard and writes else None
     metrics_log = MetricsLogger(log_path, mirror=mirror)
-    _start(state, metrics_log, run_dir, resume)
-    loop = _Loop(state, metrics_log, run_dir if writes else None, validate)
-    objective.train()
-    enabled = progress_enabled(cfg.progress) and writes
-    with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
-        while state.step < cfg.steps:
-            loop.step()
-            bar.update()
-            bar.set_postfix(loop.postfix, refresh=False)
-    metrics_log.close()
+    with _locked(run_dir if writes else None):
+        _start(state, metrics_log, run_dir, resume, allow_change)
+        loop = _Loop(state, metrics_log, run_dir if writes else None, validate)
+        objective.train()
+        enabled = progress_enabled(cfg.progress) and writes
+        with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
+            while state.step < cfg.steps:
+                loop.step()
+                bar.update()
+                bar.set_postfix(loop.postfix, refresh=False)
+        metrics_log.close()
     if parallel is not None:
         parallel.barrier()  # the other ranks may read what rank 0 wrote last
     return replace(loop.result(), run_dir=run_dir)
 
 
-def _start(state: TrainState, log: MetricsLogger, run_dir: Path | None, resume: bool) -> None:
+RUN_FILES = (CHECKPOINT_FILE, BEST_FILE, METRICS_FILE, "config.json")
+"""Files of a run folder written atomically while training (their stale temporaries go)."""
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path | None) -> Iterator[None]:
+    """Hold the run folder's lock; remove the temporaries of killed writes once it is held."""
+    if run_dir is None:
+        yield
+        return
+    with run_lock(run_dir):
+        for tmp in remove_stale_temp_files(run_dir, RUN_FILES):
+            logger.info("removed %s, left by a killed write", tmp)
+        yield
+
+
+def _start(
+    state: TrainState,
+    log: MetricsLogger,
+    run_dir: Path | None,
+    resume: bool,
+    allow_change: Collection[str] = (),
+) -> None:
     if resume:
         if run_dir is None:
             raise ConfigError("resume=True needs the run_dir of the run to continue")
         path = run_dir / CHECKPOINT_FILE
-        state.restore(load_checkpoint(path), path)
+        state.restore(load_checkpoint(path), path, allow_change)
         log.truncate_after(state.step)
         logger.info("resumed %s at step %d", path, state.step)
         return

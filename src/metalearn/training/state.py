@@ -7,7 +7,7 @@ and takes one outer step. Must not import ``metalearn.data`` or ``metalearn.rl``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from metalearn.training.checkpoint import (
     check_plain_data,
     restore_rng_state,
 )
+from metalearn.training.finite import check_finite_step, check_finite_weights
 from metalearn.types import Metrics
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ RESUME_MUST_MATCH = (
 )
 """TrainConfig fields a resumed run must share with its checkpoint (they shape the trajectory
 or the best-checkpoint choice); ``steps`` (unless ``lr_anneal``) and the every-N settings may
-change."""
+change, and so may the fields a resume names in ``allow_change`` (e.g. ``outer_lr`` after a
+divergence: the learning rates of the restored optimizer and scheduler are rescaled to it)."""
 
 
 class LinearToZero:
@@ -128,7 +130,9 @@ class TrainState:
     def update(self, batch: Any) -> Metrics:
         """Take one outer step on ``batch`` and return its (detached) metrics."""
         if self.hook is not None:
-            return self._reduce(self.hook(batch))
+            hook_metrics = self._reduce(dict(self.hook(batch)))
+            check_finite_weights(self.objective.parameters(), self.step + 1)
+            return hook_metrics
         assert self.optimizer is not None  # built whenever there is no hook
         self.optimizer.zero_grad(set_to_none=True)
         loss, metrics = self.objective.meta_loss(batch)
@@ -137,6 +141,8 @@ class TrainState:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.parallel is not None:
             self.parallel.all_reduce_gradients(params)
+        # after the all-reduce, so that every rank sees a non-finite gradient of any rank
+        check_finite_step(loss, _named_parameters(self.objective), self.step + 1)
         if self.cfg.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             metrics["grad_norm"] = norm.detach()
@@ -166,14 +172,21 @@ class TrainState:
             "extra_state": self.extra_state,
         }
 
-    def restore(self, payload: dict[str, Any], path: Path) -> None:
+    def restore(
+        self, payload: dict[str, Any], path: Path, allow_change: Collection[str] = ()
+    ) -> None:
         """Load a checkpoint payload read from ``path`` into this state.
+
+        Args:
+            payload: the checkpoint.
+            path: where it was read (for messages).
+            allow_change: :data:`RESUME_MUST_MATCH` fields that may differ from the checkpoint's.
 
         Raises:
             CheckpointError: if it was written for another objective class, with different
                 trajectory settings (:data:`RESUME_MUST_MATCH`), or does not load.
         """
-        self._check_matches(payload, path)
+        self._check_matches(payload, path, allow_change)
         try:
             self.objective.load_state_dict(payload["learner"])
             if self.optimizer is not None:
@@ -186,12 +199,28 @@ class TrainState:
                 f"{path} does not load into this run ({type(e).__name__}: {str(e)[:300]}); "
                 "resume with the objective, optimizer and task source the run was started with"
             ) from e
+        self._rescale_lr(payload["train_config"].get("outer_lr", self.cfg.outer_lr))
         restore_rng_state(payload["rng"])
         self.step = int(payload["step"])
         self.best = payload.get("best")
         self.elapsed_s = float(payload.get("elapsed_s", 0.0))
 
-    def _check_matches(self, payload: dict[str, Any], path: Path) -> None:
+    def _rescale_lr(self, saved_outer_lr: float) -> None:
+        """Scale the restored learning rates by ``outer_lr / saved_outer_lr`` (allowed change)."""
+        if self.optimizer is None or saved_outer_lr == self.cfg.outer_lr:
+            return
+        factor = self.cfg.outer_lr / saved_outer_lr
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        if self.scheduler is not None:
+            self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def _check_matches(
+        self, payload: dict[str, Any], path: Path, allow_change: Collection[str]
+    ) -> None:
         saved_class = payload.get("objective_class")
         if saved_class != _class_name(self.objective):
             raise CheckpointError(
@@ -202,11 +231,22 @@ class TrainState:
         # an annealed learning rate is a function of the total steps
         must_match = RESUME_MUST_MATCH + (("steps",) if self.cfg.lr_anneal else ())
         for name in must_match:
+            if name in allow_change:
+                continue
             if name in saved and saved[name] != current[name]:
                 raise CheckpointError(
                     f"{path} was trained with TrainConfig.{name}={saved[name]!r}, this run has "
-                    f"{current[name]!r}: resume with the same {name}, or start a new run"
+                    f"{current[name]!r}: resume with the same {name}, allow the change explicitly "
+                    f"(allow_change; on the command line --allow-change train.{name}), or start "
+                    "a new run"
                 )
+
+
+def _named_parameters(objective: object) -> list[tuple[str, Any]]:
+    named = getattr(objective, "named_parameters", None)
+    if callable(named):
+        return list(named())
+    return [(f"parameter {i}", p) for i, p in enumerate(objective.parameters())]  # type: ignore[attr-defined]
 
 
 def _class_name(obj: object) -> str:
