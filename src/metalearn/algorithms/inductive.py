@@ -14,6 +14,7 @@ import ``metalearn.data`` or ``metalearn.training``.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -34,11 +35,13 @@ class InductiveState(Generic[StateT]):
 
     Attributes:
         state: what ``learner.adapt`` returned.
-        statistics: per BatchNorm layer, the support set's ``(mean, inv_std)``.
+        statistics: per BatchNorm layer, the support set's ``(mean, inv_std)``; ``None`` for
+            an empty support set (a fine-tuned head), whose queries are then each normalised
+            with their own statistics (still a function of the query alone).
     """
 
     state: StateT
-    statistics: Statistics
+    statistics: Statistics | None
 
 
 def adapt_inductive(
@@ -53,6 +56,8 @@ def adapt_inductive(
     ``adapt_kwargs`` go to ``learner.adapt`` (e.g. ``steps`` of a gradient learner).
     """
     state = learner.adapt(support_x, support_y, n_way, **adapt_kwargs)
+    if len(support_x) == 0:  # nothing to record (`metalearn finetune` models keep no support)
+        return InductiveState(state, None)
     with recording_statistics(learner) as statistics:
         learner.predict(state, support_x)
     return InductiveState(state, statistics)
@@ -62,6 +67,9 @@ def predict_inductive(
     learner: Learner[StateT], state: InductiveState[StateT], query_x: Tensor
 ) -> Tensor:
     """Return ``learner.predict`` of each query alone, normalised with the support statistics."""
-    with fixed_statistics(learner, state.statistics):
+    fixed = (
+        nullcontext() if state.statistics is None else fixed_statistics(learner, state.statistics)
+    )
+    with fixed:
         outputs = [learner.predict(state.state, query_x[i : i + 1]) for i in range(len(query_x))]
     return torch.cat(outputs)
