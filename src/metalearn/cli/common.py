@@ -29,6 +29,7 @@ __all__ = [
     "new_run_dir",
     "normalize_overrides",
     "resolve_config",
+    "run_title",
     "write_config",
 ]
 
@@ -129,6 +130,12 @@ def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:
             return path
         except FileExistsError:
             path, n = Path(f"{base}-{n}"), n + 1
+
+
+def run_title(run_dir: Path, config: RunConfig) -> str:
+    """A plot title naming the run folder and, when it differs, the preset."""
+    name = run_dir.resolve().name
+    return name if name == config.name else f"{name} (preset {config.name})"
 
 
 def write_config(config: RunConfig, run_dir: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from metalearn.build import build_dataset, episode_spec, is_rl
-from metalearn.cli.common import load_run
+from metalearn.cli.common import load_run, run_title
 from metalearn.config import RunConfig
 from metalearn.episode import Episode
 from metalearn.training import METRICS_FILE, plot_curves, plot_episode
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 def plot_run(run_dir: Path) -> list[Path]:
     """Plot the curves of ``run_dir`` and, for image tasks, one test episode with predictions."""
     config, learner, _ = load_run(run_dir)
-    title = f"{run_dir.resolve().name} (preset {config.name})"
+    title = run_title(run_dir, config)
     written = [plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png", title=title)]
     if config.data.dataset != "sinusoid" and not is_rl(config):
         written.append(_plot_test_episode(config, learner, run_dir / "episode.png", title))

@@ -18,6 +18,7 @@ from metalearn.cli.common import (
     load_run,
     new_run_dir,
     resolve_config,
+    run_title,
     write_config,
 )
 from metalearn.cli.resume import RESUME_CHANGEABLE, check_allow_change, resume_config
@@ -251,7 +252,7 @@ def train_and_test(
             parallel=parallel,
         )
     if main:
-        title = f"{run_dir.resolve().name} (preset {config.name})"
+        title = run_title(run_dir, config)
         plot_curves(run_dir / METRICS_FILE, run_dir / "curves.png", title=title)
     if not test:
         return None
