@@ -1,24 +1,18 @@
-"""Drawn symbols for the `metalearn serve` tests."""
+"""Drawn symbols for the `metalearn serve` tests: the load benchmark's, so both draw alike."""
 
 from __future__ import annotations
 
-import io
+import importlib.util
+from pathlib import Path
 
-from PIL import Image, ImageDraw
+_PATH = Path(__file__).parents[2] / "benchmarks" / "serve_load.py"
+_spec = importlib.util.spec_from_file_location("serve_load", _PATH)
+assert _spec is not None
+assert _spec.loader is not None
+_serve_load = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_serve_load)
 
 
-def draw_symbol(shape: str, shift: int = 0, size: int = 105) -> bytes:
+def draw_symbol(shape: str, shift: int = 0) -> bytes:
     """Return a PNG of a black symbol on white (as Omniglot draws), ``shift`` pixels off centre."""
-    image = Image.new("L", (size, size), 255)
-    draw = ImageDraw.Draw(image)
-    a, b = 25 + shift, 80 + shift
-    if shape == "circle":
-        draw.ellipse((a, a, b, b), outline=0, width=5)
-    elif shape == "bar":
-        draw.line((52 + shift, 15, 52 + shift, 90), fill=0, width=5)
-    else:
-        draw.line((a, a, b, b), fill=0, width=5)
-        draw.line((a, b, b, a), fill=0, width=5)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return bytes(_serve_load.drawing(shape, shift))

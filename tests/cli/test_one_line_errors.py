@@ -11,15 +11,7 @@ import pytest
 import torch
 
 import metalearn.utils.io as io_module
-
-SINUSOID = [
-    "--preset",
-    "maml-sinusoid",
-    "--train.meta_batch_size=4",
-    "--train.log_every=2",
-    "--eval.episodes=10",
-    "--eval.val_episodes=5",
-]
+from cli.cli_fixtures import SMALL_SINUSOID_RUN as SINUSOID
 
 
 def one_line_error(err: str) -> str:

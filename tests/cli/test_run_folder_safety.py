@@ -15,16 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli.cli_fixtures import SMALL_SINUSOID_RUN as SINUSOID
 from metalearn.training import load_checkpoint, read_metrics
-
-SINUSOID = [
-    "--preset",
-    "maml-sinusoid",
-    "--train.meta_batch_size=4",
-    "--train.log_every=2",
-    "--eval.episodes=10",
-    "--eval.val_episodes=5",
-]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

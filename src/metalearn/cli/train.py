@@ -137,11 +137,9 @@ def _accepted_config(
     args: argparse.Namespace, allow: tuple[str, ...]
 ) -> tuple[RunConfig, Path | None, bool]:
     """The config, the run folder (``None``: a new one) and whether to resume, once accepted."""
-    # under torchrun, rank 0 checks the folder: the others would find its lock
-    check = check_unlocked if os.environ.get("RANK", "0") == "0" else (lambda folder: None)
     if args.resume:
         run_dir = Path(args.resume)
-        check(run_dir)
+        _check_unlocked(run_dir)
         return resume_config(run_dir, args.overrides, allow), run_dir, True
     if allow:
         raise ConfigError("--allow-change applies to --resume only")
@@ -154,11 +152,17 @@ def _accepted_config(
             )
         return config, None, False
     run_dir = Path(args.run_dir)
-    check(run_dir)
+    _check_unlocked(run_dir)
     if elastic_restarts() and (run_dir / CHECKPOINT_FILE).is_file():
         return config, run_dir, True  # restarted workers continue the run folder's checkpoint
     _refuse_finished(run_dir)
     return config, run_dir, False
+
+
+def _check_unlocked(run_dir: Path) -> None:
+    # under torchrun only rank 0 checks: the other ranks would find rank 0's own lock
+    if os.environ.get("RANK", "0") == "0":
+        check_unlocked(run_dir)
 
 
 def _refuse_finished(run_dir: Path) -> None:
