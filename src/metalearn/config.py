@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from metalearn.errors import ConfigError
-from metalearn.training.loop import TrainConfig
+from metalearn.training.settings import TrainConfig
 from metalearn.utils.devices import DeviceError, check_device_name, resolve_device
 
 __all__ = [

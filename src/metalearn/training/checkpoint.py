@@ -9,7 +9,7 @@ mid-write leaves the previous file intact. Its keys:
 - ``tasks`` (the task source's state_dict) and ``rng`` (global generators, see
   :func:`capture_rng_state`);
 - ``best`` (``{"metric", "value", "step"}`` of the best validation so far, or ``None``);
-- ``train_config`` (the :class:`~metalearn.training.loop.TrainConfig` as a dict) and
+- ``train_config`` (the :class:`~metalearn.training.settings.TrainConfig` as a dict) and
   ``extra_state`` (whatever the caller passed, e.g. the resolved run config).
 
 It is read back with ``torch.load(weights_only=True)``, so loading a checkpoint never runs

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,11 +28,8 @@ from torch import Tensor
 from metalearn.episode import Episode
 from metalearn.errors import ConfigError
 from metalearn.training.evaluation import EvalResult, EvaluatedLearner, meta_test
-from metalearn.training.state import meta_update_hook
+from metalearn.training.objective import MetaObjective, meta_update_hook
 from metalearn.types import Metrics
-
-if TYPE_CHECKING:
-    from metalearn.training.loop import MetaObjective
 
 __all__ = [
     "BACKEND_ENV",

@@ -1,36 +1,34 @@
-"""The one outer loop: sample a meta-batch, step, log, validate, checkpoint, resume.
+"""The one outer loop: sample a meta-batch, take the outer step, log, validate, checkpoint.
 
-:func:`meta_train` knows nothing about any algorithm. It sees a :class:`MetaObjective` (every
+:func:`meta_train` knows nothing about any algorithm. It sees a
+:class:`~metalearn.training.objective.MetaObjective` (every
 :class:`~metalearn.algorithms.base.Learner` is one; meta-RL plugs in through the same protocol)
-and a :class:`~metalearn.episode.TaskSource`. Must not import ``metalearn.data`` or
-``metalearn.rl``.
+and a :class:`~metalearn.episode.TaskSource`. The outer step is :meth:`_Loop.outer_step`:
+``meta_loss``, backward, the non-finite check, gradient clipping, the optimizer step. Its
+settings are :class:`~metalearn.training.settings.TrainConfig`; what it advances and
+checkpoints is :class:`~metalearn.training.state.TrainState`; the run folder's lock, fresh
+start and resume are :mod:`metalearn.training.run_folder`. Must not import
+``metalearn.data`` or ``metalearn.rl``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
+import torch
 
 from metalearn.episode import Episode, TaskSource
-from metalearn.errors import CheckpointError, ConfigError, TrainingDivergedError
+from metalearn.errors import TrainingDivergedError
 from metalearn.training.best import metric_rule
-from metalearn.training.checkpoint import (
-    BEST_FILE,
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    load_checkpoint,
-    save_checkpoint,
-)
+from metalearn.training.checkpoint import BEST_FILE, CHECKPOINT_FILE, METRICS_FILE, save_checkpoint
+from metalearn.training.finite import check_finite_step, check_finite_weights
 from metalearn.training.logger import (
     MetricsLogger,
     MetricWindow,
@@ -38,11 +36,13 @@ from metalearn.training.logger import (
     progress_bar,
     progress_enabled,
 )
+from metalearn.training.objective import MetaObjective, named_parameters
+from metalearn.training.run_folder import locked_run_folder, start_or_resume
+from metalearn.training.settings import TrainConfig
 from metalearn.training.state import TrainState
 from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
-from metalearn.utils.io import atomic_write_text, remove_stale_temp_files, run_lock
-from metalearn.utils.seeding import get_rng_state, seed_everything, set_rng_state
+from metalearn.utils.seeding import get_rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from metalearn.training.distributed import DataParallel
@@ -50,105 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of :func:`meta_train`, the one outer loop."""
-
-    steps: int = 10_000
-    """Outer (meta) steps to run in total; a resumed run continues up to this step."""
-    meta_batch_size: int = 32
-    """Tasks per outer step (``tasks.sample_batch(meta_batch_size)``)."""
-    outer_lr: float = 1e-3
-    """Learning rate of the outer (meta) optimizer."""
-    optimizer: str = "adam"
-    """Outer optimizer: ``"adam"`` or ``"sgd"`` (plain SGD is Reptile's outer step)."""
-    grad_clip: float | None = None
-    """Clip the meta-gradient to this global L2 norm; ``None`` leaves it as it is."""
-    lr_decay_every: int = 0
-    """Multiply the outer learning rate by ``lr_decay_gamma`` every this many outer steps
-    (ProtoNet: 2000 episodes, one per step); 0 keeps it constant."""
-    lr_decay_gamma: float = 0.5
-    """Factor of each learning-rate decay, in ``(0, 1]``."""
-    lr_anneal: bool = False
-    """Anneal the outer learning rate linearly from ``outer_lr`` to 0 over ``steps`` (Reptile's
-    outer step size); not combined with ``lr_decay_every``."""
-    eval_every: int = 500
-    """Call ``validate()`` every this many steps and at the last one; 0 never validates."""
-    checkpoint_every: int = 500
-    """Write ``checkpoint.pt`` every this many steps and at the last one; 0: the last only."""
-    log_every: int = 10
-    """Append a train row (means over the steps since the previous row) to ``metrics.jsonl``
-    and refresh the progress bar every this many steps."""
-    val_metric: str = "auto"
-    """Validation metric that selects ``best.pt``: ``"auto"`` (the first reported of accuracy,
-    return, mse, loss), one of those names, or ``"max:NAME"`` / ``"min:NAME"`` for any other.
-    Higher is better for accuracy and return, lower for mse and loss."""
-    seed: int = 0
-    """Seed of the global generators (Python, NumPy, torch) at the start of a fresh run."""
-    progress: bool = True
-    """Draw a progress bar (only when stderr is a terminal and ``CI`` is unset)."""
-    tensorboard: bool = False
-    """Also write the metric rows as TensorBoard scalars to ``<run_dir>/tensorboard`` (needs
-    a run_dir and ``pip install 'metalearn[tensorboard]'``)."""
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.steps >= 0, "steps", "must be >= 0"),
-            (self.meta_batch_size >= 1, "meta_batch_size", "must be >= 1"),
-            (math.isfinite(self.outer_lr) and self.outer_lr > 0, "outer_lr", "must be > 0"),
-            (self.optimizer in ("adam", "sgd"), "optimizer", "must be 'adam' or 'sgd'"),
-            (self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or None"),
-            (0 < self.lr_decay_gamma <= 1, "lr_decay_gamma", "must be in (0, 1]"),
-            (self.lr_decay_every >= 0, "lr_decay_every", "must be >= 0 (0: off)"),
-            (
-                not (self.lr_anneal and self.lr_decay_every),
-                "lr_anneal",
-                "cannot be combined with lr_decay_every (choose one schedule)",
-            ),
-            (self.eval_every >= 0, "eval_every", "must be >= 0 (0: off)"),
-            (self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: last step only)"),
-            (self.log_every >= 1, "log_every", "must be >= 1"),
-        ]
-        for ok, name, constraint in checks:
-            if not ok:
-                value = getattr(self, name)
-                raise ConfigError(f"TrainConfig.{name}={value!r} {constraint}; set a valid {name}")
-        metric_rule(self.val_metric)
-
-
-class MetaObjective(Protocol):
-    """What :func:`meta_train` trains: any ``nn.Module`` with a ``meta_loss``.
-
-    Optional hook: ``on_step_end(step)`` is called after each outer step with the number of
-    steps done; schedules of the objective advance there, never in ``meta_loss``.
-
-    Optional hook: an objective with a method ``meta_update(batch) -> Metrics`` takes its own
-    outer step (meta-RL's TRPO). The loop then calls it instead of backward, clipping and an
-    optimizer step, builds no optimizer, and checkpoints only the objective's ``state_dict``
-    (which must hold whatever optimizer state the objective keeps).
-    """
-
-    def meta_loss(self, batch: Any) -> tuple[Tensor, Metrics]:
-        """Return the scalar outer loss of a meta-batch and its detached metrics."""
-
-    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
-        """The meta-parameters."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything to checkpoint."""
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
-        """Restore :meth:`state_dict`."""
-
-    def train(self, mode: bool = True) -> Any:
-        """Switch to training mode."""
-
-    def eval(self) -> Any:
-        """Switch to evaluation mode."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +143,8 @@ def meta_train(
     # checks the tensorboard package before anything is written; it writes at the first row
     mirror = TensorBoardLogger(run_dir) if cfg.tensorboard and writes else None
     metrics_log = MetricsLogger(log_path, mirror=mirror)
-    with _locked(run_dir if writes else None):
-        _start(state, metrics_log, run_dir, resume, allow_change)
+    with locked_run_folder(run_dir if writes else None):
+        start_or_resume(state, metrics_log, run_dir, resume, allow_change)
         loop = _Loop(state, metrics_log, run_dir if writes else None, validate)
         objective.train()
         enabled = progress_enabled(cfg.progress) and writes
@@ -256,52 +157,6 @@ def meta_train(
     if parallel is not None:
         parallel.barrier()  # the other ranks may read what rank 0 wrote last
     return replace(loop.result(), run_dir=run_dir)
-
-
-RUN_FILES = (CHECKPOINT_FILE, BEST_FILE, METRICS_FILE, "config.json")
-"""Files of a run folder written atomically while training (their stale temporaries go)."""
-
-
-@contextlib.contextmanager
-def _locked(run_dir: Path | None) -> Iterator[None]:
-    """Hold the run folder's lock; remove the temporaries of killed writes once it is held."""
-    if run_dir is None:
-        yield
-        return
-    with run_lock(run_dir):
-        for tmp in remove_stale_temp_files(run_dir, RUN_FILES):
-            logger.info("removed %s, left by a killed write", tmp)
-        yield
-
-
-def _start(
-    state: TrainState,
-    log: MetricsLogger,
-    run_dir: Path | None,
-    resume: bool,
-    allow_change: Collection[str] = (),
-) -> None:
-    if resume:
-        if run_dir is None:
-            raise ConfigError("resume=True needs the run_dir of the run to continue")
-        path = run_dir / CHECKPOINT_FILE
-        state.restore(load_checkpoint(path), path, allow_change)
-        log.truncate_after(state.step)
-        logger.info("resumed %s at step %d", path, state.step)
-        return
-    if run_dir is not None and (run_dir / CHECKPOINT_FILE).exists():
-        raise CheckpointError(
-            f"{run_dir} already holds {CHECKPOINT_FILE}: pass resume=True to continue that run, "
-            "or choose a new run_dir"
-        )
-    seed_everything(state.cfg.seed)
-    log.reset()
-    writes = state.parallel is None or state.parallel.is_main
-    if run_dir is not None and writes and isinstance(state.extra_state.get("config"), dict):
-        # the run's config.json, which `metalearn evaluate` and `plot` read: an API run that
-        # passes its resolved config (as the CLI does) works with every command
-        text = json.dumps(state.extra_state["config"], indent=2) + "\n"
-        atomic_write_text(text, run_dir / CONFIG_FILE)
 
 
 class _Loop:
@@ -335,7 +190,7 @@ class _Loop:
         if isinstance(batch, Episode) and self.device is not None:
             batch = batch.to(self.device)
         with nullcontext() if state.parallel is None else state.parallel.rank_rng():
-            self.window.add(state.update(batch))
+            self.window.add(self.outer_step(batch))
         state.step += 1
         on_step_end = getattr(state.objective, "on_step_end", None)
         if on_step_end is not None:  # schedules (MAML++'s annealing) follow the loop's steps
@@ -353,6 +208,41 @@ class _Loop:
             (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last
         ):
             save_checkpoint(state.payload(self.elapsed()), self.run_dir / CHECKPOINT_FILE)
+
+    def outer_step(self, batch: Any) -> Metrics:
+        """One outer step on ``batch``; return its metrics (means over the ranks).
+
+        ``meta_loss`` → backward → gradients averaged over the ranks → a non-finite loss or
+        gradient stops the run → clip → optimizer step → learning-rate schedule. An objective
+        with its own ``meta_update`` (meta-RL's TRPO) takes the step instead; its weights must
+        be finite afterwards.
+        """
+        state, step = self.state, self.state.step + 1
+        if state.hook is not None:
+            hook_metrics = self._mean_over_ranks(dict(state.hook(batch)))
+            check_finite_weights(state.objective.parameters(), step)
+            return hook_metrics
+        assert state.optimizer is not None  # built whenever there is no hook
+        state.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = state.objective.meta_loss(batch)
+        loss.backward()
+        metrics = self._mean_over_ranks({"loss": loss.detach(), **metrics})
+        params = [p for group in state.optimizer.param_groups for p in group["params"]]
+        if state.parallel is not None:
+            state.parallel.all_reduce_gradients(params)
+        # after the all-reduce, so that every rank sees a non-finite gradient of any rank
+        check_finite_step(loss, named_parameters(state.objective), step)
+        if self.cfg.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            metrics["grad_norm"] = norm.detach()
+        state.optimizer.step()
+        if state.scheduler is not None:
+            state.scheduler.step()
+        return metrics
+
+    def _mean_over_ranks(self, metrics: Metrics) -> Metrics:
+        parallel = self.state.parallel
+        return dict(metrics) if parallel is None else parallel.reduce_metrics(metrics)
 
     def _log_train(self) -> None:
         means, seconds_per_step = self.window.flush()

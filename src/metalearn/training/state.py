@@ -1,17 +1,18 @@
 """What the outer loop advances and checkpoints: objective, optimizer, scheduler, step, best.
 
-:class:`TrainState` turns itself into a checkpoint payload and back (bit-exactly, RNG included)
-and takes one outer step. Must not import ``metalearn.data`` or ``metalearn.rl``.
+:class:`TrainState` builds the outer optimizer and its schedule, and turns itself into a
+checkpoint payload and back (bit-exactly, RNG included); the loop
+(:mod:`metalearn.training.loop`) takes the steps. Must not import ``metalearn.data``,
+``metalearn.rl`` or the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch.optim import SGD, Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, StepLR
 
@@ -23,14 +24,13 @@ from metalearn.training.checkpoint import (
     check_plain_data,
     restore_rng_state,
 )
-from metalearn.training.finite import check_finite_step, check_finite_weights
-from metalearn.types import Metrics
+from metalearn.training.objective import MetaObjective, meta_update_hook
+from metalearn.training.settings import TrainConfig
 
 if TYPE_CHECKING:
     from metalearn.training.distributed import DataParallel
-    from metalearn.training.loop import MetaObjective, TrainConfig
 
-__all__ = ["RESUME_MUST_MATCH", "LinearToZero", "TrainState", "meta_update_hook"]
+__all__ = ["RESUME_MUST_MATCH", "LinearToZero", "TrainState"]
 
 RESUME_MUST_MATCH = (
     "optimizer",
@@ -63,12 +63,6 @@ class LinearToZero:
         return max(0.0, 1.0 - step / max(1, self.steps))
 
 
-def meta_update_hook(objective: object) -> Callable[[Any], Metrics] | None:
-    """Return the objective's own ``meta_update(batch) -> Metrics`` method, if it has one."""
-    hook = getattr(objective, "meta_update", None)
-    return hook if callable(hook) else None
-
-
 class TrainState:
     """The mutable state of one meta-training run.
 
@@ -80,6 +74,9 @@ class TrainState:
         parallel: averages gradients and metrics over data-parallel ranks, or ``None``.
 
     Attributes:
+        hook: the objective's own ``meta_update`` (then there is no optimizer), or ``None``.
+        optimizer: the outer optimizer over the trainable parameters, or ``None``.
+        scheduler: its learning-rate schedule (``TrainConfig.lr_anneal``, ``lr_decay_every``).
         step: outer steps completed.
         best: ``{"metric", "value", "step"}`` of the best validation so far, or ``None``.
         elapsed_s: training seconds before this process started (non-zero after a resume).
@@ -126,34 +123,6 @@ class TrainState:
     def lr(self) -> float | None:
         """The current outer learning rate (``None`` when the objective updates itself)."""
         return None if self.optimizer is None else float(self.optimizer.param_groups[0]["lr"])
-
-    def update(self, batch: Any) -> Metrics:
-        """Take one outer step on ``batch`` and return its (detached) metrics."""
-        if self.hook is not None:
-            hook_metrics = self._reduce(dict(self.hook(batch)))
-            check_finite_weights(self.objective.parameters(), self.step + 1)
-            return hook_metrics
-        assert self.optimizer is not None  # built whenever there is no hook
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = self.objective.meta_loss(batch)
-        loss.backward()
-        metrics = self._reduce({"loss": loss.detach(), **metrics})
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        if self.parallel is not None:
-            self.parallel.all_reduce_gradients(params)
-        # after the all-reduce, so that every rank sees a non-finite gradient of any rank
-        check_finite_step(loss, _named_parameters(self.objective), self.step + 1)
-        if self.cfg.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-            metrics["grad_norm"] = norm.detach()
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return metrics
-
-    def _reduce(self, metrics: Metrics) -> Metrics:
-        """The metrics averaged over the data-parallel ranks (as they are in one process)."""
-        return dict(metrics) if self.parallel is None else self.parallel.reduce_metrics(metrics)
 
     def payload(self, elapsed_s: float) -> dict[str, Any]:
         """Return the checkpoint dict (see :mod:`metalearn.training.checkpoint`)."""
@@ -240,13 +209,6 @@ class TrainState:
                     f"(allow_change; on the command line --allow-change train.{name}), or start "
                     "a new run"
                 )
-
-
-def _named_parameters(objective: object) -> list[tuple[str, Any]]:
-    named = getattr(objective, "named_parameters", None)
-    if callable(named):
-        return list(named())
-    return [(f"parameter {i}", p) for i, p in enumerate(objective.parameters())]  # type: ignore[attr-defined]
 
 
 def _class_name(obj: object) -> str:
