@@ -134,8 +134,8 @@ def test_a_run_config_written_before_the_rename_of_vectorize_still_loads():
 
 
 def test_a_plot_title_names_the_preset_only_when_the_run_folder_has_another_name(tmp_path):
-    from metalearn.cli.common import run_title
     from metalearn.presets import get_preset
+    from metalearn.workflows import run_title
 
     config = get_preset("maml-sinusoid")
     assert run_title(tmp_path / "maml-sinusoid", config) == "maml-sinusoid"

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-import metalearn.cli.train
+import metalearn.workflows
 from metalearn.cli.main import main
 from metalearn.training.distributed import restart_count
 
@@ -62,13 +62,13 @@ def run(run_dir: Path, kill_at: int | None) -> int:
     if restart_count() > 0:
         (run_dir.parent / f"restarted-{os.environ['RANK']}").touch()
     if kill_at is not None:
-        build_tasks = metalearn.cli.train.build_tasks
+        build_tasks = metalearn.workflows.build_tasks
 
         def killing_tasks(config: Any, subset: Any, **kwargs: Any) -> Any:
             tasks = build_tasks(config, subset, **kwargs)
             return KillAt(tasks, kill_at) if subset == "train" else tasks
 
-        metalearn.cli.train.build_tasks = killing_tasks  # type: ignore[assignment]
+        metalearn.workflows.build_tasks = killing_tasks  # type: ignore[assignment]
     return main([*ARGS, f"--run-dir={run_dir}"])
 
 

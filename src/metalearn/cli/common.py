@@ -1,39 +1,33 @@
-"""What the subcommands share: configs from presets and overrides, run folders, loading runs."""
+"""What the subcommands share: configs from presets and overrides, run folders, results."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metalearn.build import build_learner, resolve_channels
+from metalearn.build import resolve_channels
 from metalearn.cli.overrides import apply_overrides
-from metalearn.config import RunConfig, check_config, from_dict, to_dict
+from metalearn.config import RunConfig, check_config
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.presets import get_preset
 from metalearn.registry import ALGORITHMS, get_algorithm
-from metalearn.training import BEST_FILE, CHECKPOINT_FILE, load_checkpoint
-from metalearn.training.checkpoint import first_line
-from metalearn.utils.io import atomic_write_text
+from metalearn.training.evaluation import EvalResult
+from metalearn.workflows import best_checkpoint, load_learner, read_config
 
 __all__ = [
     "add_invert_argument",
     "resolve_invert",
-    "CONFIG_FILE",
     "add_config_arguments",
     "check_algorithm",
     "load_run",
     "new_run_dir",
     "normalize_overrides",
+    "print_result",
     "resolve_config",
-    "run_title",
-    "write_config",
 ]
-
-CONFIG_FILE = "config.json"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,34 +126,6 @@ def new_run_dir(config: RunConfig, runs_root: str | Path = "runs") -> Path:
             path, n = Path(f"{base}-{n}"), n + 1
 
 
-def run_title(run_dir: Path, config: RunConfig) -> str:
-    """A plot title naming the run folder and, when it differs, the preset."""
-    name = run_dir.resolve().name
-    return name if name == config.name else f"{name} (preset {config.name})"
-
-
-def write_config(config: RunConfig, run_dir: Path) -> None:
-    """Write the resolved config as ``config.json`` in ``run_dir``."""
-    atomic_write_text(json.dumps(to_dict(config), indent=2) + "\n", run_dir / CONFIG_FILE)
-
-
-def read_config(run_dir: Path) -> RunConfig:
-    """Read ``config.json`` from a run folder.
-
-    Raises:
-        CheckpointError: if the folder holds no readable ``config.json``.
-    """
-    path = run_dir / CONFIG_FILE
-    if not run_dir.exists():
-        raise CheckpointError(f"{run_dir} does not exist: give a run folder or checkpoint file")
-    try:
-        return from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}") from None
-    except (ValueError, TypeError, AttributeError) as e:  # bad JSON, unknown or missing fields
-        raise CheckpointError(f"cannot read {path}: {first_line(e)}") from e
-
-
 def load_run(path: str | Path, *, overrides: Sequence[str] = ()) -> tuple[RunConfig, Any, Path]:
     """Return ``(config, learner, checkpoint_path)`` of a run folder or checkpoint file.
 
@@ -169,18 +135,15 @@ def load_run(path: str | Path, *, overrides: Sequence[str] = ()) -> tuple[RunCon
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: give a run folder or checkpoint file")
     if path.is_dir():
-        run_dir = path
-        checkpoint = path / BEST_FILE if (path / BEST_FILE).is_file() else path / CHECKPOINT_FILE
+        run_dir, checkpoint = path, best_checkpoint(path)
     else:
         run_dir, checkpoint = path.parent, path
     config = resolve_config(None, overrides, base=read_config(run_dir))
-    learner = build_learner(config)
-    payload = load_checkpoint(checkpoint)
-    try:
-        learner.load_state_dict(payload["learner"])
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"{checkpoint} does not match {config.name}'s learner: {first_line(e)}"
-        ) from e
-    learner.eval()
-    return config, learner, checkpoint
+    return config, load_learner(config, checkpoint), checkpoint
+
+
+def print_result(label: str, result: EvalResult) -> None:
+    """Print ``label: result`` and, for a sweep, the value after each number of steps."""
+    print(f"{label}: {result}")
+    for n_steps, summary in result.steps_summary().items():
+        print(f"  after {n_steps} steps: {summary.mean:.4f} +- {summary.ci95:.4f}")

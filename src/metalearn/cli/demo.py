@@ -13,14 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from metalearn.cli.common import normalize_overrides
+from metalearn.cli.common import normalize_overrides, print_result
 from metalearn.cli.overrides import apply_overrides
 from metalearn.cli.plot import plot_run
-from metalearn.cli.train import train_and_test
 from metalearn.config import RunConfig, check_config
 from metalearn.presets import get_preset
 from metalearn.training.plots import plot_steps
 from metalearn.utils.io import atomic_write_text
+from metalearn.workflows import train_and_test
 
 __all__ = ["add_parser", "demo_configs", "run"]
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = out / config.name
         print(f"== {config.description}: {config.train.steps} steps -> {run_dir}", flush=True)
         began = time.perf_counter()
-        result = train_and_test(config, run_dir)
+        result = train_and_test(config, run_dir, report=print_result)
         assert result is not None  # train_and_test meta-tests unless told not to
         plots = plot_run(run_dir)
         if result.by_steps:

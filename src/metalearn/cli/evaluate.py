@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from metalearn.build import image_channels, is_rl
-from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
-from metalearn.cli.train import evaluate_learner, print_result, write_adaptation, write_result
+from metalearn.cli.common import add_invert_argument, load_run, print_result, resolve_invert
 from metalearn.data import EpisodeFolder
 from metalearn.errors import ConfigError
 from metalearn.training import meta_test
+from metalearn.workflows import evaluate_learner, write_adaptation, write_result
 
 __all__ = ["add_parser", "run"]
 

@@ -29,15 +29,14 @@ from metalearn.cli.common import (
     add_invert_argument,
     load_run,
     new_run_dir,
-    read_config,
     resolve_config,
     resolve_invert,
-    write_config,
 )
 from metalearn.config import AlgorithmConfig, RunConfig, to_dict
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.training import BEST_FILE, CHECKPOINT_FILE, TrainConfig, load_checkpoint
 from metalearn.utils.io import atomic_save, atomic_write_text
+from metalearn.workflows import read_config, write_config
 
 __all__ = ["META_FILE", "MODEL_FILE", "add_parser", "run"]
 

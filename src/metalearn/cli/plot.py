@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from metalearn.build import build_dataset, episode_spec, is_rl
-from metalearn.cli.common import load_run, run_title
+from metalearn.cli.common import load_run
 from metalearn.config import RunConfig
 from metalearn.episode import Episode
 from metalearn.training import METRICS_FILE, plot_curves, plot_episode
+from metalearn.workflows import run_title
 
 __all__ = ["add_parser", "plot_run", "run"]
 

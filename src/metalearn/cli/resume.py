@@ -18,11 +18,12 @@ import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
-from metalearn.cli.common import read_config, resolve_config
+from metalearn.cli.common import resolve_config
 from metalearn.cli.overrides import flatten
 from metalearn.config import RunConfig, from_dict
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.training import CHECKPOINT_FILE, load_checkpoint
+from metalearn.workflows import read_config
 
 __all__ = ["RESUME_CHANGEABLE", "check_allow_change", "resume_config", "trained_config"]
 
