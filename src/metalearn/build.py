@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
 
@@ -27,6 +27,9 @@ from metalearn.episode import TaskSource
 from metalearn.errors import ConfigError
 from metalearn.nn.backbones import MLP, Conv4
 from metalearn.registry import ALGORITHMS, get_algorithm
+
+if TYPE_CHECKING:  # metalearn.rl is imported for meta-RL runs only (gymnasium)
+    from metalearn.rl.learner import MetaRLLearner
 
 __all__ = [
     "image_channels",
@@ -210,12 +213,13 @@ def build_model(config: RunConfig) -> nn.Module:
     )
 
 
-def build_learner(config: RunConfig) -> Learner[Any]:
+def build_learner(config: RunConfig) -> Learner[Any] | MetaRLLearner:
     """Return the learner named by ``config.algorithm.name``, on the network of :func:`build_model`.
 
     The name is looked up in :mod:`metalearn.registry`, whose entry builds the learner.
 
-    For a meta-RL dataset it is a ``MetaRLLearner`` (MAML-TRPO; ``fomaml``: first order) on a
+    For a meta-RL dataset it is no :class:`~metalearn.algorithms.base.Learner` but a
+    :class:`~metalearn.rl.learner.MetaRLLearner` (MAML-TRPO; ``fomaml``: first order) on a
     Gaussian MLP policy, which the training loop updates through its ``meta_update`` hook.
 
     Raises:
@@ -224,7 +228,7 @@ def build_learner(config: RunConfig) -> Learner[Any]:
             names another algorithm than maml or fomaml, or if the name is not registered.
     """
     if is_rl(config):
-        return _build_rl_learner(config)  # type: ignore[return-value]
+        return _build_rl_learner(config)
     algorithm = get_algorithm(config.algorithm.name)
     model = build_model(config)
     if (
@@ -247,7 +251,7 @@ def _env_kwargs(config: RunConfig) -> dict[str, Any]:
     return {"reward": config.rl.reward} if config.data.dataset == "navigation" else {}
 
 
-def _build_rl_learner(config: RunConfig) -> nn.Module:
+def _build_rl_learner(config: RunConfig) -> MetaRLLearner:
     """MAML-TRPO on a Gaussian MLP policy of ``model.depth`` layers of ``model.hidden`` units."""
     from metalearn.rl import GaussianMLPPolicy, MetaRLLearner, TrajectorySampler
 

@@ -49,7 +49,7 @@ def test_vmapped_surrogate_and_kl_equal_a_loop_over_tasks(sampler, tasks, first_
     losses, kls = [], []
     for i in range(len(tasks)):
         supports, query, old_mean, old_log_std, old_log_probs = _task(data, i)
-        fast = learner.adapt(params, supports)
+        fast = learner.adapt_policy(params, supports)
         log_probs = learner.policy.log_prob(fast, query.observations, query.actions)
         ratio = torch.exp(log_probs - old_log_probs)
         losses.append(-(ratio * query.advantages * query.masks).sum() / query.masks.sum())
@@ -97,7 +97,8 @@ def test_first_order_meta_gradient_is_the_query_gradient_at_the_fast_params(samp
     for i in range(len(tasks)):
         supports, query, _, _, old_log_probs = _task(data, i)
         fast = {
-            k: v.detach().requires_grad_(True) for k, v in learner.adapt(params, supports).items()
+            k: v.detach().requires_grad_(True)
+            for k, v in learner.adapt_policy(params, supports).items()
         }
         log_probs = learner.policy.log_prob(fast, query.observations, query.actions)
         ratio = torch.exp(log_probs - old_log_probs)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from metalearn.algorithms import Learner
 from metalearn.applications import (
     Personalized,
     Rejection,
@@ -132,6 +133,8 @@ def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:
     try:
         config: RunConfig = from_dict(payload["config"])
         learner = build_learner(config)
+        if not isinstance(learner, Learner):  # a meta-RL policy adapts on rollouts, not images
+            raise CheckpointError(f"{not_personal}: it holds a meta-RL policy")
         learner.load_state_dict(payload["learner"])
     except MetalearnError:
         raise  # e.g. a device this machine lacks: its own message says what to do
