@@ -13,7 +13,8 @@ from torch import nn
 
 from metalearn.algorithms import Learner
 from metalearn.applications.transfer import ClassBatches
-from metalearn.config import RunConfig, config_device
+from metalearn.config import RunConfig
+from metalearn.config_checks import config_device
 from metalearn.data import (
     ClassDataset,
     ImageFolderDataset,

@@ -3,8 +3,8 @@
 What ``metalearn train``, ``evaluate`` and ``demo`` do, without their argument parsing and
 printing: :func:`train_and_test` meta-trains a :class:`~metalearn.config.RunConfig` into a run
 folder and meta-tests its best checkpoint; :func:`evaluate_learner` meta-tests a learner on a
-subset; :func:`write_result` and :func:`write_adaptation` write what they return. The run
-folder's ``config.json`` is written and read here too.
+subset; :func:`write_result` and :func:`write_adaptation` write what they return;
+:func:`load_learner` loads a run's checkpoint as ``metalearn evaluate`` does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from metalearn.build import Subset, build_learner, build_tasks, is_rl
-from metalearn.config import RunConfig, from_dict, to_dict
+from metalearn.config import RunConfig, to_dict, write_config
 from metalearn.errors import CheckpointError, ConfigError, EpisodeSpecError
 from metalearn.training import (
     BEST_FILE,
@@ -32,7 +32,6 @@ from metalearn.training import (
 from metalearn.training.checkpoint import first_line
 from metalearn.training.distributed import DataParallel
 from metalearn.training.evaluation import EvalResult
-from metalearn.training.run_folder import CONFIG_FILE, write_config_json
 from metalearn.utils.io import atomic_write_text, run_lock
 from metalearn.utils.seeding import seed_everything
 
@@ -42,13 +41,11 @@ __all__ = [
     "build_run",
     "evaluate_learner",
     "load_learner",
-    "read_config",
     "refuse_finished",
     "rl_adaptation",
     "run_title",
     "train_and_test",
     "write_adaptation",
-    "write_config",
     "write_result",
 ]
 
@@ -262,28 +259,6 @@ def run_title(run_dir: Path, config: RunConfig) -> str:
     """A plot title naming the run folder and, when it differs, the preset."""
     name = run_dir.resolve().name
     return name if name == config.name else f"{name} (preset {config.name})"
-
-
-def write_config(config: RunConfig, run_dir: Path) -> None:
-    """Write the resolved config as ``config.json`` in ``run_dir``."""
-    write_config_json(to_dict(config), run_dir)
-
-
-def read_config(run_dir: Path) -> RunConfig:
-    """Read ``config.json`` from a run folder.
-
-    Raises:
-        CheckpointError: if the folder holds no readable ``config.json``.
-    """
-    path = run_dir / CONFIG_FILE
-    if not run_dir.exists():
-        raise CheckpointError(f"{run_dir} does not exist: give a run folder or checkpoint file")
-    try:
-        return from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}") from None
-    except (ValueError, TypeError, AttributeError) as e:  # bad JSON, unknown or missing fields
-        raise CheckpointError(f"cannot read {path}: {first_line(e)}") from e
 
 
 def best_checkpoint(run_dir: Path) -> Path:

@@ -10,12 +10,13 @@ from typing import Any
 
 from metalearn.build import resolve_channels
 from metalearn.cli.overrides import apply_overrides
-from metalearn.config import RunConfig, check_config
+from metalearn.config import RunConfig, read_config
+from metalearn.config_checks import check_config
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.presets import get_preset
 from metalearn.registry import ALGORITHMS, get_algorithm
 from metalearn.training.evaluation import EvalResult
-from metalearn.workflows import best_checkpoint, load_learner, read_config
+from metalearn.workflows import best_checkpoint, load_learner
 
 __all__ = [
     "add_invert_argument",
@@ -87,7 +88,7 @@ def resolve_config(
 
     Raises:
         ConfigError: for a missing preset, a bad override, or a field out of range
-            (:func:`metalearn.config.check_config`).
+            (:func:`metalearn.config_checks.check_config`).
     """
     if base is None:
         if preset is None:

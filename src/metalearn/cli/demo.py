@@ -16,7 +16,8 @@ from typing import Any
 from metalearn.cli.common import normalize_overrides, print_result
 from metalearn.cli.overrides import apply_overrides
 from metalearn.cli.plot import plot_run
-from metalearn.config import RunConfig, check_config
+from metalearn.config import RunConfig
+from metalearn.config_checks import check_config
 from metalearn.presets import get_preset
 from metalearn.training.plots import plot_steps
 from metalearn.utils.io import atomic_write_text

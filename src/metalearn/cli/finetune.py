@@ -32,11 +32,10 @@ from metalearn.cli.common import (
     resolve_config,
     resolve_invert,
 )
-from metalearn.config import AlgorithmConfig, RunConfig, to_dict
+from metalearn.config import AlgorithmConfig, RunConfig, read_config, to_dict, write_config
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.training import BEST_FILE, CHECKPOINT_FILE, TrainConfig, load_checkpoint
 from metalearn.utils.io import atomic_save, atomic_write_text
-from metalearn.workflows import read_config, write_config
 
 __all__ = ["META_FILE", "MODEL_FILE", "add_parser", "run"]
 

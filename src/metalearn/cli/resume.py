@@ -20,10 +20,9 @@ from pathlib import Path
 
 from metalearn.cli.common import resolve_config
 from metalearn.cli.overrides import flatten
-from metalearn.config import RunConfig, from_dict
+from metalearn.config import RunConfig, from_dict, read_config
 from metalearn.errors import CheckpointError, ConfigError
 from metalearn.training import CHECKPOINT_FILE, load_checkpoint
-from metalearn.workflows import read_config
 
 __all__ = ["RESUME_CHANGEABLE", "check_allow_change", "resume_config", "trained_config"]
 
