@@ -26,7 +26,8 @@ from metalearn.algorithms import (
     Reptile,
     SiameseNet,
 )
-from metalearn.algorithms.baseline import Baseline, FitSettings
+from metalearn.algorithms.baseline import Baseline
+from metalearn.algorithms.heads import FitSettings
 from metalearn.config import AlgorithmConfig, RunConfig
 from metalearn.errors import ConfigError
 from metalearn.presets import PRESETS

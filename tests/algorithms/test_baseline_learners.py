@@ -160,7 +160,7 @@ def test_the_encoder_of_another_learner_loads(source):
 
 
 def test_the_written_out_sgd_equals_torch_optim_sgd():
-    from metalearn.algorithms.baseline import fit_sgd
+    from metalearn.algorithms.heads import fit_sgd
 
     torch.manual_seed(0)
     x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
