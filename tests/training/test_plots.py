@@ -117,7 +117,7 @@ def test_long_titles_wrap_to_the_figure_width_instead_of_being_clipped():
 
 
 def test_episode_figure_names_classes_and_reports_the_accuracy():
-    from metalearn.training.plots import _episode_figure
+    from metalearn.training.episode_plot import _episode_figure
 
     support_y, query_y = torch.tensor([0, 1]), torch.tensor([0, 1, 1, 0])
     episode = Episode(torch.rand(2, 1, 8, 8), support_y, torch.rand(4, 1, 8, 8), query_y, 2)

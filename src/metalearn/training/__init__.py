@@ -7,11 +7,12 @@ from metalearn.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from metalearn.training.episode_plot import plot_episode
 from metalearn.training.evaluation import EvalResult, EvaluatedLearner, meta_test
 from metalearn.training.logger import MetricsLogger, read_metrics
 from metalearn.training.loop import TrainResult, meta_train
 from metalearn.training.objective import MetaObjective
-from metalearn.training.plots import plot_curves, plot_episode, plot_steps
+from metalearn.training.plots import plot_curves, plot_steps
 from metalearn.training.settings import TrainConfig
 
 __all__ = [
