@@ -21,6 +21,13 @@ def test_ci_runs_the_readme_test_command():
     assert makefile.index("torch==2.13.0") < makefile.index('-e ".[dev,rl,plot]"')
 
 
+def test_no_source_file_is_over_300_lines():
+    # issue 16: each file reads top to bottom as the one thing it names
+    sources = ROOT.glob("src/**/*.py")
+    lengths = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in sources}
+    assert not {path: n for path, n in lengths.items() if n > 300}
+
+
 def test_test_files_have_unique_names():
     # Test folders without __init__.py share one module namespace under pytest's default mode.
     names = [p.name for p in ROOT.glob("tests/**/test_*.py")]

@@ -84,7 +84,7 @@ def build_run(
 
 def train_and_test(
     config: RunConfig,
-    run_dir: Path,
+    run_dir: str | Path,
     *,
     resume: bool = False,
     test: bool = True,
@@ -100,6 +100,7 @@ def train_and_test(
     ``report(label, result)`` (e.g. a print) gets the test result before it is written, so
     that a failed write does not lose it.
     """
+    run_dir = Path(run_dir)
     main = parallel is None or parallel.is_main
     built = built or build_run(config, test=test, parallel=parallel)
     with run_lock(run_dir) if main else contextlib.nullcontext():
