@@ -19,6 +19,7 @@ import torch
 
 from metalearn.build import Subset, build_learner, build_tasks, is_rl
 from metalearn.config import RunConfig, to_dict, write_config
+from metalearn.data.stream import EpisodeStream
 from metalearn.errors import CheckpointError, ConfigError, EpisodeSpecError
 from metalearn.training import (
     BEST_FILE,
@@ -163,8 +164,10 @@ def _validator(config: RunConfig, learner: Any, parallel: DataParallel | None = 
 
         return validate_rl
 
+    assert isinstance(tasks, EpisodeStream)  # every image and sinusoid task source is one
+
     def validate() -> dict[str, float]:
-        episodes = tasks.episodes(config.eval.val_episodes)  # type: ignore[attr-defined]
+        episodes = tasks.episodes(config.eval.val_episodes)
         options: dict[str, Any] = {
             "batch_size": config.eval.batch_size,
             "transductive": config.eval.transductive,
@@ -197,7 +200,8 @@ def evaluate_learner(
     tasks = build_tasks(config, subset)
     if is_rl(config):
         return rl_adaptation(config, learner, tasks.sample_batch(n_episodes))
-    episodes = tasks.episodes(n_episodes)  # type: ignore[attr-defined]
+    assert isinstance(tasks, EpisodeStream)  # every image and sinusoid task source is one
+    episodes = tasks.episodes(n_episodes)
     options: dict[str, Any] = {
         "inner_steps": list(config.eval.inner_steps) or None,
         "batch_size": config.eval.batch_size,
