@@ -87,7 +87,10 @@ def test_finetune_learns_new_classes_then_predict_uses_them(run_cli, source_run,
     assert meta["class_names"] == list(SHAPES)
     assert _accuracy(run_cli, Path("ft/model.pt"), data) > 0.8  # chance: 1/3
     rows = [json.loads(line) for line in Path("ft/metrics.jsonl").read_text().splitlines()]
-    assert any(r["split"] == "val" for r in rows)
+    val = [r for r in rows if r["split"] == "val"]
+    best = next(r["step"] for r in val if r["accuracy"] == max(v["accuracy"] for v in val))
+    # the summary names the steps run and the step best.pt comes from (the first best)
+    assert f"for {rows[-1]['step']} steps; best.pt from step {best}:" in out
 
 
 def test_finetune_survives_kill_and_resume(run_cli, source_run, tmp_path, data_root, cache_dir):

@@ -7,9 +7,12 @@ meta-batch of ``meta_batch_size`` tasks is an ordinary mini-batch (Chen et al. u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -209,17 +212,31 @@ def train_with_early_stopping(
     result = None
     while _should_continue(step, best, cfg, patience):
         stop = min(cfg.steps, (step // cfg.eval_every + 1) * cfg.eval_every)
-        result = meta_train(
-            learner,
-            batches,
-            dataclasses.replace(cfg, steps=stop),
-            run_dir=run_dir,
-            validate=validate,
-            resume=resume or step > 0,
-            extra_state=extra_state,
-        )
+        # a segment after the first resumes the one before: not news to the user
+        with _quiet_resume() if result is not None else contextlib.nullcontext():
+            result = meta_train(
+                learner,
+                batches,
+                dataclasses.replace(cfg, steps=stop),
+                run_dir=run_dir,
+                validate=validate,
+                resume=resume or step > 0,
+                extra_state=extra_state,
+            )
         step, best = result.step, result.best
     return result
+
+
+@contextlib.contextmanager
+def _quiet_resume() -> Iterator[None]:
+    """Hide the run folder's "resumed ... at step N" message for the block."""
+    run_folder_log = logging.getLogger("metalearn.training.run_folder")
+    level = run_folder_log.level
+    run_folder_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        run_folder_log.setLevel(level)
 
 
 def _should_continue(

@@ -182,9 +182,11 @@ def _finish(
         "channels": meta["channels"],
     }
     atomic_save(model, out / MODEL_FILE)
+    last = load_checkpoint(out / CHECKPOINT_FILE)["step"]
     print(
-        f"fine-tuned {len(meta['class_names'])} classes for {payload['step']} steps: validation "
-        f"accuracy {metrics['accuracy']:.4f} on {len(data.val_y)} images ({best.name})"
+        f"fine-tuned {len(meta['class_names'])} classes for {last} steps; {best.name} from step "
+        f"{payload['step']}: validation accuracy {metrics['accuracy']:.4f} on "
+        f"{len(data.val_y)} images"
     )
     print(f"run folder: {out}; predict with: metalearn predict {out / MODEL_FILE} IMAGES")
     return 0
