@@ -112,6 +112,8 @@ def config_and_episodes() -> tuple[Any, list[Any], list[Any]]:
 def run_child(impl: str, minutes: float, out: Path) -> None:
     import torch
 
+    from metalearn.utils.stats import mean_ci95
+
     torch.set_num_threads(2)
     config, val, test = config_and_episodes()
     torch.manual_seed(0)
@@ -139,10 +141,9 @@ def run_child(impl: str, minutes: float, out: Path) -> None:
 
     with contextlib.suppress(BudgetSpentError):
         train(after_step)
-    values = evaluate(test, per_episode=True)
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    result = {"mean": mean, "ci95": 1.96 * sd / len(values) ** 0.5, "episodes": len(values)}
+    log.close()
+    test_result = mean_ci95(evaluate(test, per_episode=True))
+    result = {"mean": test_result.mean, "ci95": test_result.ci95, "episodes": test_result.n}
     result.update(steps=rows[-1]["step"], train_s=rows[-1]["train_s"])
     (out / f"{impl}-test.json").write_text(json.dumps(result, indent=2) + "\n")
     print(impl, "test", result, flush=True)
