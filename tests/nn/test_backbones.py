@@ -99,10 +99,13 @@ def recompute_conv(request, monkeypatch):
     return request.param == "conv-redone-in-slices"
 
 
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels-last", "channels-first"])
 @pytest.mark.parametrize("size", [8, 7], ids=["even", "odd"])
-def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(size, recompute_conv):
+def test_conv_block_equals_conv_batchnorm_relu_maxpool_up_to_second_order(
+    size, recompute_conv, channels_last
+):
     block = ConvBlock(3, 4).double()
-    block.recompute_conv = recompute_conv
+    block.recompute_conv, block.channels_last = recompute_conv, channels_last
     with torch.no_grad():  # negative BatchNorm weights exercise the sign folding
         block.norm.weight.copy_(torch.tensor([1.5, -0.7, 0.3, -2.0]))
         block.norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
@@ -140,6 +143,19 @@ def test_conv_block_reference_path_equals_its_lean_path(recompute_conv):
         y = block(x)
         outputs.append((y, torch.autograd.grad(y.square().sum(), [x, *block.parameters()])))
     assert_close(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_lean_blocks_run_channels_last_and_a_one_channel_input_too(in_channels, recompute_conv):
+    # a one-channel input counts as either format; unless made explicitly channels-last, the
+    # first block's conv output (the largest) would stay channels-first and pool 7x slower
+    block = ConvBlock(in_channels, 8)
+    block.recompute_conv = recompute_conv
+    y = block(torch.randn(4, in_channels, 8, 8))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert not y.is_contiguous()
+    block.channels_last = False
+    assert block(torch.randn(4, in_channels, 8, 8)).is_contiguous()
 
 
 def test_first_block_keeps_no_full_resolution_tensor_for_backward(monkeypatch):

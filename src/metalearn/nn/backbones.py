@@ -39,6 +39,8 @@ class ConvBlock(nn.Module):
             forward and in backward, rather than keep it; by default when
             ``4 * in_channels <= out_channels`` (a first block), where the conv is cheap and its
             output the network's largest.
+        channels_last: for the lean path, compute in the channels-last memory format (default
+            ``True``; measured faster on CPU, BENCHMARKS.md); the output keeps that format.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, strided: bool = False) -> None:
@@ -48,6 +50,7 @@ class ConvBlock(nn.Module):
         self.strided = strided
         self.lean = True
         self.recompute_conv = 4 * in_channels <= out_channels
+        self.channels_last = True
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(n, in_channels, H, W)`` to ``(n, out_channels, H // 2, W // 2)``."""
@@ -65,7 +68,7 @@ class ConvBlock(nn.Module):
         conv = self.conv
         return lean_conv_block(
             x, conv.weight, conv.bias, weight, bias, self.norm.eps,
-            recompute_conv=self.recompute_conv,
+            recompute_conv=self.recompute_conv, channels_last=self.channels_last,
         )  # fmt: skip
 
 

@@ -18,6 +18,10 @@ memory, which on CPU, not the convolutions, bounds second-order MAML (BENCHMARKS
   is the network's largest tensor, not even that: the conv is redone in slices
   (:class:`_ConvPooledStandardization`). Their backward passes are differentiable, so second
   order flows through them, and they run under ``vmap``.
+* With ``channels_last=True`` (outside ``torch.func`` transforms, which cannot query memory
+  formats) the block runs on channels-last tensors: PyTorch's CPU max-pool of a channels-first
+  tensor is a scalar loop per plane, 7x slower than its channels-last kernel for a first block
+  of 300 images, and oneDNN's convolutions are native in that layout (BENCHMARKS.md).
 
 The batch statistics are MAML's transductive ones (every forward pass normalises with its own
 batch); inductive normalisation (fixed statistics) takes the reference path. Must not import
@@ -46,6 +50,7 @@ def lean_conv_block(
     eps: float,
     *,
     recompute_conv: bool,
+    channels_last: bool = False,
 ) -> Tensor:
     """Return ``max_pool2d(relu(batch_norm(conv2d(x, padding=1))), 2)``, lean (module doc).
 
@@ -57,7 +62,15 @@ def lean_conv_block(
         norm_bias: ``(C,)`` BatchNorm shift.
         eps: added to the batch variance.
         recompute_conv: for a large conv output, redo the conv in slices rather than keep it.
+        channels_last: compute in the channels-last memory format (ignored inside ``vmap`` or
+            ``torch.func.grad``); the values are the same up to rounding.
     """
+    if channels_last and _outside_transforms():
+        # both operands (a channels-first weight makes oneDNN reorder it at every call), and
+        # ``to`` rather than ``contiguous``: a one-channel tensor counts as either format, and
+        # only explicit channels-last strides make the conv's output channels-last
+        x = x.to(memory_format=torch.channels_last)
+        conv_weight = conv_weight.to(memory_format=torch.channels_last)
     # Flipping a channel's filter flips its normalised output: with the sign of the BN weight
     # folded into the conv, the affine scale |weight| / std is non-negative and the max-pool
     # commutes with it (and nothing full-size is saved for the sign's product).
@@ -110,10 +123,25 @@ def _standardization_slopes(
     return offset, slope
 
 
+def _outside_transforms() -> bool:
+    """Whether no ``torch.func`` transform runs: memory formats can be queried and set."""
+    return torch._C._functorch.peek_interpreter_stack() is None
+
+
+def _is_channels_last(z: Tensor) -> bool:
+    """Whether the conv output ``z`` is channels-last (else it is channels-first)."""
+    return _outside_transforms() and not z.is_contiguous()
+
+
 def _standardization_grad(
     z: Tensor, offset: Tensor, slope: Tensor, indices: Tensor, grad_pooled: Tensor
 ) -> Tensor:
     """Return the gradient with respect to ``z`` (one full-size tensor, routed in place)."""
+    if _is_channels_last(z):  # the pooling indices count within each plane, not in memory
+        routed = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad_pooled, z, [2, 2], [2, 2], [0, 0], [1, 1], False, indices
+        )
+        return routed.addcmul_(z, slope).add_(offset)
     grad_z = torch.addcmul(offset, z, slope)
     n, c = z.shape[:2]
     grad_z.view(n, c, -1).scatter_add_(2, indices.view(n, c, -1), grad_pooled.view(n, c, -1))
