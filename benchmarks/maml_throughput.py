@@ -79,6 +79,7 @@ def _metalearn(
     *,
     auto_chunks: bool = True,
     plain_blocks: bool = False,
+    channels_first: bool = False,
     task_threads: int | None = None,
 ) -> Callable[[Workload], Callable[[], None]]:
     """metalearn's MAML on Conv4; the arguments select a path of ``meta_loss`` or a variant."""
@@ -92,6 +93,9 @@ def _metalearn(
         if plain_blocks:  # the same function in the plain order conv -> BN -> ReLU -> max-pool
             for block in model.features:
                 block.lean = False
+        if channels_first:  # the lean blocks in the channels-first memory format
+            for block in model.features:
+                block.channels_last = False
         learner = MAML(
             model, inner_lr=w.inner_lr, inner_steps=w.inner_steps, first_order=w.first_order
         )
@@ -125,6 +129,10 @@ IMPLEMENTATIONS: dict[str, Callable[[Workload], Callable[[], None]]] = {
     "metalearn-one-by-one": _metalearn(batched=True, chunk_size=1),
     # the default path with Conv4's blocks in the plain layer order (pooling last)
     "metalearn-plain-blocks": _metalearn(plain_blocks=True),
+    # one task at a time without vmap, lean blocks channels-first (before issue 17's change)
+    "metalearn-one-by-one-channels-first": _metalearn(
+        batched=True, chunk_size=1, channels_first=True
+    ),
     # chunks run in turn, each with torch's intra-op threads
     "metalearn-one-thread-per-op": _metalearn(task_threads=1),
 }
