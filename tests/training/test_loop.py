@@ -168,6 +168,70 @@ def test_best_checkpoint_keeps_the_highest_accuracy(tmp_path):
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 12
 
 
+def _scripted(scores):
+    it = iter(scores)
+    return lambda: {"accuracy": next(it)}
+
+
+def test_patience_stops_after_that_many_validations_without_improvement(tmp_path):
+    # validations at steps 3, 6, 9, 12, ...; the best (0.8) is at step 6, then two without
+    # improvement (0.7 at 9, 0.8 at 12: equal is no gain) stop the run at step 12 of 30
+    cfg = dataclasses.replace(CFG, steps=30, eval_every=3, patience=2)
+    scores = [0.5, 0.8, 0.7, 0.8, 0.9, 1.0]
+    result = meta_train(
+        TinyProtoNet(), GaussianTasks(), cfg, run_dir=tmp_path, validate=_scripted(scores)
+    )
+    assert result.step == 12
+    assert result.stopped_early
+    assert result.best == {"metric": "accuracy", "value": 0.8, "step": 6}
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 12  # 12 % checkpoint_every
+    assert load_checkpoint(tmp_path / BEST_FILE)["step"] == 6
+    rows = read_metrics(tmp_path / METRICS_FILE)
+    assert [r["step"] for r in rows if r["split"] == "val"] == [3, 6, 9, 12]
+
+
+def test_a_resumed_run_that_stopped_early_trains_no_further(tmp_path):
+    cfg = dataclasses.replace(CFG, steps=30, eval_every=3, patience=1, checkpoint_every=0)
+    meta_train(
+        TinyProtoNet(), GaussianTasks(), cfg, run_dir=tmp_path, validate=_scripted([0.9, 0.1])
+    )
+    again = meta_train(
+        TinyProtoNet(), GaussianTasks(), cfg, run_dir=tmp_path, validate=_scripted([]), resume=True
+    )
+    assert (again.step, again.stopped_early) == (6, True)
+
+
+def test_patience_resumes_exactly_and_without_patience_trains_all_steps(tmp_path):
+    cfg = dataclasses.replace(CFG, steps=30, eval_every=3, patience=2)
+    scores = [0.5, 0.6, 0.7, 0.6, 0.6, 0.9]
+    whole = meta_train(TinyProtoNet(), GaussianTasks(), cfg, validate=_scripted(scores))
+    torch.manual_seed(0)
+    killed = dataclasses.replace(cfg, steps=6)  # "killed" at step 6, then resumed to 30
+    meta_train(
+        TinyProtoNet(), GaussianTasks(), killed, run_dir=tmp_path, validate=_scripted(scores)
+    )
+    resumed = meta_train(
+        TinyProtoNet(), GaussianTasks(), cfg, run_dir=tmp_path,
+        validate=_scripted(scores[2:]), resume=True,
+    )  # fmt: skip
+    assert whole.step == resumed.step == 15  # best at 9, then 12 and 15 without gain
+    no_patience = dataclasses.replace(cfg, patience=0)
+    assert (
+        meta_train(
+            TinyProtoNet(), GaussianTasks(), no_patience, validate=_scripted(scores * 2)
+        ).step
+        == 30
+    )
+
+
+def test_patience_without_validation_is_refused():
+    cfg = dataclasses.replace(CFG, patience=2)
+    with pytest.raises(ConfigError, match="patience"):
+        meta_train(TinyProtoNet(), GaussianTasks(), cfg)
+    with pytest.raises(ConfigError, match="patience"):
+        dataclasses.replace(CFG, eval_every=0, patience=2)
+
+
 def test_best_checkpoint_keeps_the_lowest_mse(tmp_path):
     scores = iter([3.0, 1.0, 2.0, 0.5])
     cfg = dataclasses.replace(CFG, eval_every=3)
@@ -363,6 +427,7 @@ def test_diverging_loss_raises_training_diverged_error():
         ("lr_decay_gamma", 1.5),
         ("lr_anneal", True),  # with CFG's lr_decay_every
         ("log_every", 0),
+        ("patience", -1),
         ("val_metric", "f1"),
     ],
 )

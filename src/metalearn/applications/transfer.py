@@ -7,10 +7,7 @@ meta-batch of ``meta_batch_size`` tasks is an ordinary mini-batch (Chen et al. u
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,7 @@ from metalearn.data.base import ClassDataset, TensorClassDataset
 from metalearn.data.folders import list_class_folders, list_images, read_labelled_images
 from metalearn.data.transforms import Channels, to_float
 from metalearn.errors import ConfigError, DatasetError
-from metalearn.training import CHECKPOINT_FILE, TrainConfig, load_checkpoint, meta_train
-from metalearn.training.loop import TrainResult
+from metalearn.training import TrainConfig, TrainResult, meta_train
 
 __all__ = [
     "ClassBatches",
@@ -191,57 +187,26 @@ def train_with_early_stopping(
     patience: int,
     resume: bool,
     extra_state: dict[str, Any],
-) -> TrainResult | None:
+) -> TrainResult:
     """Train the classifier on ``data.train`` with :func:`meta_train`, stopping early.
 
-    The loop runs in segments of ``cfg.eval_every`` steps (each a resume of the last), and
-    stops once ``patience`` validations in a row have not improved on the best (``best.pt``).
-    A killed run resumes from its last checkpoint with ``resume=True``. Returns the last
-    segment's result, or ``None`` when a resumed run had already stopped.
+    Validation (on ``data.val_x``) runs every ``cfg.eval_every`` steps; training stops once
+    ``patience`` validations in a row have not improved on the best (``best.pt``). A killed
+    run resumes from its last checkpoint with ``resume=True``; a run that had stopped trains
+    no further.
     """
     if cfg.eval_every < 1:
         raise ConfigError("early stopping needs validations: set --train.eval_every >= 1")
-    batches = ClassBatches(data.train, seed=cfg.seed)
 
     def validate() -> dict[str, float]:
         return validation_metrics(learner, data.val_x, data.val_y)
 
-    payload = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else {}
-    step: int = payload.get("step", 0)
-    best: dict[str, Any] | None = payload.get("best")
-    result = None
-    while _should_continue(step, best, cfg, patience):
-        stop = min(cfg.steps, (step // cfg.eval_every + 1) * cfg.eval_every)
-        # a segment after the first resumes the one before: not news to the user
-        with _quiet_resume() if result is not None else contextlib.nullcontext():
-            result = meta_train(
-                learner,
-                batches,
-                dataclasses.replace(cfg, steps=stop),
-                run_dir=run_dir,
-                validate=validate,
-                resume=resume or step > 0,
-                extra_state=extra_state,
-            )
-        step, best = result.step, result.best
-    return result
-
-
-@contextlib.contextmanager
-def _quiet_resume() -> Iterator[None]:
-    """Hide the run folder's "resumed ... at step N" message for the block."""
-    run_folder_log = logging.getLogger("metalearn.training.run_folder")
-    level = run_folder_log.level
-    run_folder_log.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        run_folder_log.setLevel(level)
-
-
-def _should_continue(
-    step: int, best: dict[str, Any] | None, cfg: TrainConfig, patience: int
-) -> bool:
-    """Whether to train on: steps are left and a recent validation improved on the best."""
-    best_step = best["step"] if best else 0
-    return step < cfg.steps and step - best_step < patience * cfg.eval_every
+    return meta_train(
+        learner,
+        ClassBatches(data.train, seed=cfg.seed),
+        dataclasses.replace(cfg, patience=patience),
+        run_dir=run_dir,
+        validate=validate,
+        resume=resume,
+        extra_state=extra_state,
+    )

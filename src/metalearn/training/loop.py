@@ -18,14 +18,14 @@ import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from metalearn.episode import Episode, TaskSource
-from metalearn.errors import TrainingDivergedError
+from metalearn.errors import ConfigError, TrainingDivergedError
 from metalearn.training.best import metric_rule
 from metalearn.training.checkpoint import BEST_FILE, CHECKPOINT_FILE, METRICS_FILE, save_checkpoint
 from metalearn.training.finite import check_finite_step, check_finite_weights
@@ -38,7 +38,7 @@ from metalearn.training.logger import (
 )
 from metalearn.training.objective import MetaObjective, named_parameters
 from metalearn.training.run_folder import locked_run_folder, start_or_resume
-from metalearn.training.settings import TrainConfig
+from metalearn.training.settings import TrainConfig, TrainResult
 from metalearn.training.state import TrainState
 from metalearn.training.tensorboard import TensorBoardLogger
 from metalearn.types import Metrics
@@ -50,29 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["MetaObjective", "TrainConfig", "TrainResult", "meta_train"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What :func:`meta_train` returns.
-
-    Attributes:
-        step: outer steps completed.
-        train_metrics: the last train row's metrics (means over its log window).
-        val_metrics: the last validation's metrics (empty without validation).
-        best: ``{"metric", "value", "step"}`` of the best validation, or ``None``.
-        elapsed_s: training wall-clock seconds, across resumes.
-        history: every row this call logged (also in ``metrics.jsonl`` with a ``run_dir``).
-        run_dir: the run folder, or ``None``.
-    """
-
-    step: int
-    train_metrics: dict[str, float]
-    val_metrics: dict[str, float]
-    best: dict[str, Any] | None
-    elapsed_s: float
-    history: list[dict[str, Any]] = field(repr=False)
-    run_dir: Path | None = None
 
 
 def meta_train(
@@ -106,7 +83,9 @@ def meta_train(
         cfg: loop settings.
         run_dir: the run folder, or ``None`` to keep nothing on disk.
         validate: returns validation metrics, e.g. ``{"accuracy": 0.93}``; called every
-            ``cfg.eval_every`` steps and at the last step.
+            ``cfg.eval_every`` steps and at the last step. With ``cfg.patience`` the loop stops
+            (and checkpoints) once that many validations in a row did not improve on the best;
+            resuming such a run trains no further.
         resume: continue bit-exactly from ``run_dir/checkpoint.pt`` up to ``cfg.steps``.
             Metric rows after the checkpoint's step are dropped, to be written again (they
             equal an uninterrupted run's when ``checkpoint_every`` is a multiple of
@@ -130,11 +109,14 @@ def meta_train(
     Raises:
         CheckpointError: on resume, if the checkpoint is missing, corrupt or does not match
             this run; on a fresh start, if ``run_dir`` already holds a checkpoint.
-        ConfigError: if ``resume`` has no ``run_dir``, or ``validate()`` lacks the metric.
+        ConfigError: if ``resume`` has no ``run_dir``, ``validate()`` lacks the metric, or
+            ``cfg.patience`` is set without ``validate``.
         TrainingDivergedError: if the loss or a meta-gradient is NaN or infinite at any step;
             nothing of that step is written.
     """
     run_dir = None if run_dir is None else Path(run_dir)
+    if cfg.patience and validate is None:
+        raise ConfigError("TrainConfig.patience stops on validations: give a validation set")
     if parallel is not None:
         parallel.setup(objective, cfg.meta_batch_size)
     writes = parallel is None or parallel.is_main  # only rank 0 writes files (and locks)
@@ -149,11 +131,16 @@ def meta_train(
         objective.train()
         enabled = progress_enabled(cfg.progress) and writes
         with progress_bar(cfg.steps, initial=state.step, desc="meta-train", enabled=enabled) as bar:
-            while state.step < cfg.steps:
+            while state.step < cfg.steps and not loop.patience_ran_out():
                 loop.step()
                 bar.update()
                 bar.set_postfix(loop.postfix, refresh=False)
         metrics_log.close()
+    if loop.patience_ran_out() and state.best is not None:
+        logger.info(
+            "stopped early at step %d: %d validations without improvement on step %d's",
+            state.step, cfg.patience, state.best["step"],
+        )  # fmt: skip
     if parallel is not None:
         parallel.barrier()  # the other ranks may read what rank 0 wrote last
     return replace(loop.result(), run_dir=run_dir)
@@ -205,9 +192,18 @@ class _Loop:
         ):
             self._validate(self.validate)
         if self.run_dir is not None and (
-            (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or last
+            (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)
+            or last
+            or self.patience_ran_out()
         ):
             save_checkpoint(state.payload(self.elapsed()), self.run_dir / CHECKPOINT_FILE)
+
+    def patience_ran_out(self) -> bool:
+        """Whether the last ``cfg.patience`` validations did not improve on the best."""
+        cfg, best = self.cfg, self.state.best
+        if not cfg.patience or best is None:
+            return False
+        return self.state.step - best["step"] >= cfg.patience * cfg.eval_every
 
     def outer_step(self, batch: Any) -> Metrics:
         """One outer step on ``batch``; return its metrics (means over the ranks).
@@ -293,4 +289,5 @@ class _Loop:
             elapsed_s=self.elapsed(),
             history=list(self.log.rows),
             run_dir=self.run_dir,
+            stopped_early=self.patience_ran_out(),
         )

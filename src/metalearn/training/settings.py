@@ -1,17 +1,20 @@
-"""The settings of the one outer loop: :class:`TrainConfig`, checked when it is made.
+"""The one outer loop's settings and result: :class:`TrainConfig` and :class:`TrainResult`.
 
-Must not import ``metalearn.data`` or ``metalearn.rl``.
+The settings are checked when they are made. Must not import ``metalearn.data`` or
+``metalearn.rl``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from metalearn.errors import ConfigError
 from metalearn.training.best import metric_rule
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TrainResult"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class TrainConfig:
     outer step size); not combined with ``lr_decay_every``."""
     eval_every: int = 500
     """Call ``validate()`` every this many steps and at the last one; 0 never validates."""
+    patience: int = 0
+    """Stop early once this many validations in a row have not improved on the best (whose
+    weights are in ``best.pt``); 0 trains all ``steps``."""
     checkpoint_every: int = 500
     """Write ``checkpoint.pt`` every this many steps and at the last one; 0: the last only."""
     log_every: int = 10
@@ -70,6 +76,12 @@ class TrainConfig:
                 "cannot be combined with lr_decay_every (choose one schedule)",
             ),
             (self.eval_every >= 0, "eval_every", "must be >= 0 (0: off)"),
+            (self.patience >= 0, "patience", "must be >= 0 (0: off)"),
+            (
+                not (self.patience and not self.eval_every),
+                "patience",
+                "needs validations (eval_every >= 1)",
+            ),
             (self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: last step only)"),
             (self.log_every >= 1, "log_every", "must be >= 1"),
         ]
@@ -78,3 +90,28 @@ class TrainConfig:
                 value = getattr(self, name)
                 raise ConfigError(f"TrainConfig.{name}={value!r} {constraint}; set a valid {name}")
         metric_rule(self.val_metric)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`meta_train` returns.
+
+    Attributes:
+        step: outer steps completed.
+        train_metrics: the last train row's metrics (means over its log window).
+        val_metrics: the last validation's metrics (empty without validation).
+        best: ``{"metric", "value", "step"}`` of the best validation, or ``None``.
+        elapsed_s: training wall-clock seconds, across resumes.
+        history: every row this call logged (also in ``metrics.jsonl`` with a ``run_dir``).
+        run_dir: the run folder, or ``None``.
+        stopped_early: ``TrainConfig.patience`` ran out before ``steps``.
+    """
+
+    step: int
+    train_metrics: dict[str, float]
+    val_metrics: dict[str, float]
+    best: dict[str, Any] | None
+    elapsed_s: float
+    history: list[dict[str, Any]] = field(repr=False)
+    run_dir: Path | None = None
+    stopped_early: bool = False
