@@ -31,6 +31,7 @@ from metalearn.algorithms.heads import (
 )
 from metalearn.episode import Episode
 from metalearn.errors import ConfigError, EpisodeSpecError
+from metalearn.nn.functional import embedding_size
 from metalearn.types import Metrics
 from metalearn.utils.stats import accuracy
 
@@ -110,7 +111,7 @@ class Baseline(Learner[BaselineState]):
         self.fit = FitSettings() if fit is None else fit
         self.finetune_encoder, self.keep_head = finetune_encoder, keep_head
         self.scale, self.seed = scale, seed
-        self.dim: int = encoder.embedding_dim  # type: ignore[assignment]
+        self.dim = embedding_size(encoder)  # a clear error when the encoder does not say
         self.head: nn.Module | None = None
         if n_classes:
             self.head = self._new_head(n_classes)

@@ -182,10 +182,9 @@ class DataParallel:
         Parameters without a gradient (``None``) are left without one; they must be the same
         on every rank (they are: which parameters a learner uses does not depend on the data).
         """
-        with_grad = [p for p in params if p.grad is not None]
-        if not with_grad:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
             return
-        grads: list[Tensor] = [p.grad for p in with_grad]  # type: ignore[misc]
         bucket = self.all_reduce_mean(torch.cat([g.reshape(-1) for g in grads]))
         for grad, chunk in zip(grads, bucket.split([g.numel() for g in grads]), strict=True):
             grad.copy_(chunk.view_as(grad))
