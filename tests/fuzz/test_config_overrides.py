@@ -123,7 +123,7 @@ def check_outcome(code: int, err: str, case: list[str]) -> None:
 
 
 def test_the_generator_covers_every_kind_of_bad_value():
-    drawn = [o for case in cases(0, 150) for o in case]
+    drawn = [o for case in cases(0, 300) for o in case]
     assert any("1e400" in o for o in drawn)
     assert any("=nan" in o for o in drawn)
     assert any(o.startswith("--foo.bar") or o.startswith("--train.stepz") for o in drawn)
@@ -134,7 +134,7 @@ def test_the_generator_covers_every_kind_of_bad_value():
 
 def test_config_command_never_tracebacks(run_cli):
     outcomes = {0: 0, 2: 0}
-    for case in cases(0, 150):
+    for case in cases(0, 300):
         code, out, err = run_cli("config", "--preset", "maml-sinusoid", *case)
         check_outcome(code, err, case)
         assert code in outcomes, (case, err)
