@@ -132,6 +132,18 @@ def test_a_corrupt_image_is_named_and_nothing_is_written(run_cli, source_run, tm
     assert not Path("out").exists()
 
 
+def test_early_stopping_without_validations_is_refused_before_writing(
+    run_cli, source_run, tmp_path
+):
+    data = make_folders(tmp_path / "shapes", n=3)
+    code, _, err = run_cli("finetune", str(source_run), str(data), "-o", "out", *FAST,
+                           "--train.eval_every=0")  # fmt: skip
+    assert code == 2
+    assert "eval_every" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not Path("out").exists()
+
+
 def test_a_non_empty_output_folder_needs_resume(run_cli, source_run, tmp_path):
     data = make_folders(tmp_path / "shapes", n=3)
     Path("out").mkdir()

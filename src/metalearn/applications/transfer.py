@@ -7,7 +7,6 @@ meta-batch of ``meta_batch_size`` tasks is an ordinary mini-batch (Chen et al. u
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,19 +183,18 @@ def train_with_early_stopping(
     cfg: TrainConfig,
     run_dir: Path,
     *,
-    patience: int,
     resume: bool,
     extra_state: dict[str, Any],
 ) -> TrainResult:
     """Train the classifier on ``data.train`` with :func:`meta_train`, stopping early.
 
     Validation (on ``data.val_x``) runs every ``cfg.eval_every`` steps; training stops once
-    ``patience`` validations in a row have not improved on the best (``best.pt``). A killed
-    run resumes from its last checkpoint with ``resume=True``; a run that had stopped trains
-    no further.
+    ``cfg.patience`` validations in a row have not improved on the best (``best.pt``). A
+    killed run resumes from its last checkpoint with ``resume=True``; a run that had stopped
+    trains no further.
     """
-    if cfg.eval_every < 1:
-        raise ConfigError("early stopping needs validations: set --train.eval_every >= 1")
+    if cfg.patience < 1:
+        raise ConfigError("early stopping needs TrainConfig.patience >= 1")
 
     def validate() -> dict[str, float]:
         return validation_metrics(learner, data.val_x, data.val_y)
@@ -204,7 +202,7 @@ def train_with_early_stopping(
     return meta_train(
         learner,
         ClassBatches(data.train, seed=cfg.seed),
-        dataclasses.replace(cfg, patience=patience),
+        cfg,
         run_dir=run_dir,
         validate=validate,
         resume=resume,

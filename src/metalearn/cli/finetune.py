@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume needs --out, the folder of the run to continue")
         out = Path(args.out)
         meta = _read_meta(out)
-        config = resolve_config(None, args.overrides, base=read_config(out))
+        config = _with_patience(
+            resolve_config(None, args.overrides, base=read_config(out)), meta["patience"]
+        )
         data = _read_data(meta, config)
         learner = _baseline(config)
     else:
@@ -93,28 +95,34 @@ def run(args: argparse.Namespace) -> int:
         }
         data = _read_data(meta, source)  # before anything is written: bad data changes nothing
         meta["class_names"] = data.class_names
-        config = _finetune_config(source, len(data.class_names), args.overrides)
+        config = _with_patience(
+            _finetune_config(source, len(data.class_names), args.overrides), args.patience
+        )  # before anything is written: a setting that cannot stop early changes nothing
         learner = _baseline(config)
         learner.encoder.load_state_dict(encoder_state(source_learner.state_dict()))
         out = _new_out(config, args.out)
         write_config(config, out)
         atomic_write_text(json.dumps(meta, indent=2) + "\n", out / META_FILE)
-    train_with_early_stopping(
+    result = train_with_early_stopping(
         learner,
         data,
         config.train,
         out,
-        patience=meta["patience"],
         resume=args.resume,
         extra_state={"config": to_dict(config)},
     )
-    return _finish(config, learner, data, meta, out)
+    return _finish(config, learner, data, meta, out, result.step)
 
 
 def _baseline(config: RunConfig) -> Baseline:
     learner = build_learner(config)
     assert isinstance(learner, Baseline)  # _finetune_config names a Baseline learner
     return learner
+
+
+def _with_patience(config: RunConfig, patience: int) -> RunConfig:
+    """``config`` with early stopping after ``patience`` validations (checked here)."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, patience=patience))
 
 
 def _read_data(meta: dict[str, Any], config: RunConfig) -> LabelledFolders:
@@ -161,7 +169,12 @@ def _new_out(config: RunConfig, out: str | None) -> Path:
 
 
 def _finish(
-    config: RunConfig, learner: Any, data: LabelledFolders, meta: dict[str, Any], out: Path
+    config: RunConfig,
+    learner: Any,
+    data: LabelledFolders,
+    meta: dict[str, Any],
+    out: Path,
+    last: int,
 ) -> int:
     """Load the best checkpoint, write ``model.pt`` for ``metalearn predict`` and report."""
     best = out / BEST_FILE if (out / BEST_FILE).is_file() else out / CHECKPOINT_FILE
@@ -182,7 +195,6 @@ def _finish(
         "channels": meta["channels"],
     }
     atomic_save(model, out / MODEL_FILE)
-    last = load_checkpoint(out / CHECKPOINT_FILE)["step"]
     print(
         f"fine-tuned {len(meta['class_names'])} classes for {last} steps; {best.name} from step "
         f"{payload['step']}: validation accuracy {metrics['accuracy']:.4f} on "
