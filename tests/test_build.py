@@ -37,3 +37,21 @@ def test_maml_plus_plus_options_reach_maml_and_are_refused_elsewhere():
     for refused in [options, annealing[1:]]:
         with pytest.raises(ConfigError, match="MAML\\+\\+ options"):
             build_learner(apply_overrides(get_preset("meta-sgd-omniglot-5w1s"), refused))
+
+
+def test_chunk_size_reaches_the_learner_and_the_5_way_1_shot_maml_presets_set_it():
+    # measured faster for those small tasks (BENCHMARKS.md); larger tasks keep the rule
+    for name in ["maml-omniglot-5w1s", "fomaml-omniglot-5w1s", "anil-omniglot-5w1s"]:
+        assert build_learner(get_preset(name)).chunk_size == 32
+    assert build_learner(get_preset("maml-omniglot-5w5s")).chunk_size is None
+    config = apply_overrides(get_preset("maml-omniglot-5w5s"), ["algorithm.chunk_size=1"])
+    assert build_learner(config).chunk_size == 1
+
+
+def test_a_chunk_size_below_one_is_refused():
+    from metalearn.config_checks import check_config
+
+    config = apply_overrides(get_preset("maml-omniglot-5w1s"), ["algorithm.chunk_size=0"])
+    refusal = r"--algorithm\.chunk_size=0 must be in \[1, 100000\] or none"
+    with pytest.raises(ConfigError, match=refusal):
+        check_config(config)

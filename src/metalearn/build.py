@@ -241,7 +241,10 @@ def build_learner(config: RunConfig) -> Learner[Any] | MetaRLLearner:
             f"{algorithm.name} has an output layer of n_way={config.data.n_way} units: set "
             "--eval.n_way to the same value (or use a metric learner)"
         )
-    return algorithm.build(model, config).to(config_device(config))
+    learner = algorithm.build(model, config)
+    if config.algorithm.chunk_size is not None:
+        learner.chunk_size = config.algorithm.chunk_size
+    return learner.to(config_device(config))
 
 
 def _env_id(config: RunConfig) -> str:

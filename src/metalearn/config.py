@@ -112,6 +112,10 @@ class AlgorithmConfig:
     batched: bool | None = None
     """Tasks of a meta-batch run together (``true``) or in a loop (``false``); ``None``: the
     learner's measured default."""
+    chunk_size: int | None = None
+    """Batched path: tasks per ``torch.func.vmap`` call (1: one task at a time, each on a task
+    thread); ``None``: the learner's measured rule, from the tasks' input size. Small tasks on
+    a light network run faster all in one call (BENCHMARKS.md, "MAML throughput")."""
     n_classes: int = 0
     """Baseline/Baseline++: classes of the classifier trained on every training class at once
     (Omniglot's Vinyals split: 4,112); 0: no trained head (fine-tune another run's encoder)."""

@@ -50,6 +50,11 @@ def _range_checks(config: RunConfig) -> list[tuple[bool, str, str]]:
             "algorithm.eval_inner_steps",
             "must be in [0, 10000] or none",
         ),
+        (
+            count(algo.chunk_size),
+            "algorithm.chunk_size",
+            f"must be in [1, {_MAX_COUNT}] or none",
+        ),
         (count(algo.fce_steps, 1, 1000), "algorithm.fce_steps", "must be in [1, 1000]"),
         (
             finite(algo.attention_scale, 1e-12),

@@ -49,6 +49,11 @@ def tiny_conv(n_way: int = 3) -> nn.Module:
     return Conv4(1, out_features=n_way, hidden_channels=4, image_size=16).double()
 
 
+def tiny_strided_conv(n_way: int = 3) -> nn.Module:
+    """MAML's Omniglot variant of :func:`tiny_conv`: stride-2 convs, spatial mean pooling."""
+    return Conv4(1, out_features=n_way, hidden_channels=4, image_size=16, strided=True).double()
+
+
 def tiny_mlp(n_way: int = 3) -> nn.Module:
     return MLP(4, n_way, hidden_sizes=(8, 8)).double()
 

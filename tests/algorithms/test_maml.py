@@ -14,6 +14,7 @@ from gradient_fixtures import (
     regression_batch,
     tiny_conv,
     tiny_mlp,
+    tiny_strided_conv,
 )
 from torch import nn
 from torch.testing import assert_close
@@ -60,7 +61,9 @@ def test_second_order_meta_loss_passes_gradcheck(batched):
     assert torch.autograd.gradcheck(meta_loss, theta)
 
 
-@pytest.mark.parametrize("model_fn", [tiny_conv, tiny_mlp], ids=["conv-bn", "mlp"])
+@pytest.mark.parametrize(
+    "model_fn", [tiny_conv, tiny_strided_conv, tiny_mlp], ids=["conv-bn", "strided-conv", "mlp"]
+)
 @pytest.mark.parametrize("inner_steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
 @BATCHED_PATHS
@@ -69,7 +72,7 @@ def test_vmap_path_equals_loop_path_in_loss_and_meta_gradient(
 ):
     learner = MAML(model_fn(), inner_lr=0.1, inner_steps=inner_steps, first_order=first_order)
     learner.chunk_size, learner.task_threads = chunk_size, task_threads
-    x_shape = (1, 16, 16) if model_fn is tiny_conv else (4,)
+    x_shape = (4,) if model_fn is tiny_mlp else (1, 16, 16)
     batch = classification_batch(x_shape=x_shape)
     assert_vmap_equals_loop(learner, batch)
 
