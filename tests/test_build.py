@@ -55,3 +55,42 @@ def test_a_chunk_size_below_one_is_refused():
     refusal = r"--algorithm\.chunk_size=0 must be in \[1, 100000\] or none"
     with pytest.raises(ConfigError, match=refusal):
         check_config(config)
+
+
+def test_trainval_training_classes_are_the_training_and_validation_classes(data_root, cache_dir):
+    from metalearn.build import build_dataset
+
+    config = apply_overrides(
+        get_preset("protonet-omniglot-5w1s"),
+        [
+            "data.train_classes=trainval",
+            "train.eval_every=0",
+            f"data.root={data_root}",
+            f"data.cache_dir={cache_dir}",
+        ],
+    )
+    train, val = build_dataset(config, "train"), build_dataset(config, "val")
+    test = build_dataset(config, "test")
+    assert train.n_classes == 4112 + 688
+    assert set(val.class_names) < set(train.class_names)
+    assert not set(test.class_names) & set(train.class_names)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        (["train.eval_every=500"], "set --train.eval_every=0"),
+        (["train.eval_every=0", "data.split=lake"], "only Omniglot's vinyals and maml splits"),
+        (["train.eval_every=0", "data.dataset=folder"], "only Omniglot's vinyals and maml"),
+    ],
+    ids=["with-validation", "lake-split", "class-folders"],
+)
+def test_trainval_is_refused_with_validation_or_without_validation_classes(overrides, refusal):
+    from metalearn.config_checks import check_config
+
+    config = apply_overrides(
+        get_preset("protonet-omniglot-5w1s"), ["data.train_classes=trainval", *overrides]
+    )
+    with pytest.raises(ConfigError, match=refusal):
+        check_config(config)
+    check_config(apply_overrides(get_preset("protonet-omniglot-5w1s"), overrides))

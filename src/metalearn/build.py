@@ -88,6 +88,9 @@ def episode_spec(config: RunConfig, subset: Subset) -> tuple[int, int, int]:
 def build_dataset(config: RunConfig, subset: Subset) -> ClassDataset:
     """Return the classes of ``subset`` (Omniglot from its archives, or class folders).
 
+    Omniglot's training classes are those of ``data.train_classes`` (``trainval``: the
+    training and validation classes together).
+
     Class folders are ``root/<subset>/<class>/<images>``; ``val/`` and ``test/`` must not share
     a class name (validation would choose the best checkpoint on test classes).
     """
@@ -96,7 +99,7 @@ def build_dataset(config: RunConfig, subset: Subset) -> ClassDataset:
         return load_omniglot(
             data.root,
             split=data.split,
-            subset=subset,
+            subset=data.train_classes if subset == "train" else subset,
             image_size=data.image_size,
             cache_dir=data.cache_dir,
         )

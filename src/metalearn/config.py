@@ -53,6 +53,10 @@ class DataConfig:
     """Image channels fed to the network: 1 (grey) or 3 (RGB); ``None``: Omniglot 1, class
     folders what their files hold (1 if every image is grey or 1-bit, else 3). Transparent
     pixels are painted white and palettes converted."""
+    train_classes: Literal["train", "trainval"] = "train"
+    """Omniglot classes to train on: the training set, or the training and validation sets
+    together (``trainval``, the ProtoNet paper's final run once the schedule was chosen on
+    validation; a run on them has no validation: ``--train.eval_every=0``)."""
     n_way: int = 5
     """Classes per training episode (ignored for regression)."""
     n_shot: int = 1

@@ -104,6 +104,18 @@ def _combination_error(config: RunConfig) -> str | None:
         return f"--algorithm.name={algo} has no meta-RL version: use maml or fomaml"
     if dataset in ("omniglot", "folder") and backbone == "mlp":
         return "--model.backbone=mlp is for sinusoids; image tasks use conv4"
+    if config.data.train_classes == "trainval":
+        if dataset != "omniglot" or config.data.split == "lake":
+            return (
+                "--data.train_classes=trainval: only Omniglot's vinyals and maml splits have "
+                "validation classes to train on"
+            )
+        if config.train.eval_every != 0:
+            return (
+                "--data.train_classes=trainval trains on the validation classes, so validation "
+                "would score seen classes: set --train.eval_every=0 (choose the schedule on a "
+                "run with validation first)"
+            )
     return None
 
 
