@@ -28,8 +28,8 @@ _OMNIGLOT_SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s":
 def _maml_omniglot(n_way: int, n_shot: int) -> RunConfig:
     """MAML on Omniglot: 5-way 1 step at 0.4 (3 at test), 20-way 5 steps at 0.1."""
     five_way = n_way == 5
-    # 10 small images per task: the whole meta-batch in one vmap call ran 1.3x (second order)
-    # to 2x (first order, ANIL) the speed of tasks on threads; larger tasks keep the threads
+    # 10 small images per task: the whole meta-batch in one vmap call ran 1.15x (MAML) to 1.9x
+    # (ANIL) the speed of tasks on threads; larger tasks keep the threads
     # (BENCHMARKS.md, "MAML throughput")
     chunk_size = 32 if (n_way, n_shot) == (5, 1) else None
     return RunConfig(
