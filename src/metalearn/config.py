@@ -119,7 +119,7 @@ class AlgorithmConfig:
     chunk_size: int | None = None
     """Batched path: tasks per ``torch.func.vmap`` call (1: one task at a time, each on a task
     thread); ``None``: the learner's measured rule, from the tasks' input size. Small tasks on
-    a light network run faster all in one call (BENCHMARKS.md, "MAML throughput")."""
+    a light network run faster all in one call (BENCHMARKS.md, "Task batching")."""
     n_classes: int = 0
     """Baseline/Baseline++: classes of the classifier trained on every training class at once
     (Omniglot's Vinyals split: 4,112); 0: no trained head (fine-tune another run's encoder)."""

@@ -30,7 +30,7 @@ def _maml_omniglot(n_way: int, n_shot: int) -> RunConfig:
     five_way = n_way == 5
     # 10 small images per task: the whole meta-batch in one vmap call ran 1.15x (MAML) to 1.9x
     # (ANIL) the speed of tasks on threads; larger tasks keep the threads
-    # (BENCHMARKS.md, "MAML throughput")
+    # (BENCHMARKS.md, "Task batching")
     chunk_size = 32 if (n_way, n_shot) == (5, 1) else None
     return RunConfig(
         name=f"maml-omniglot-{n_way}w{n_shot}s",
