@@ -7,6 +7,7 @@ paper and code whose protocol it follows (``reference``).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 from metalearn.config import (
     AlgorithmConfig,
@@ -102,14 +103,15 @@ def _sinusoid(algorithm: str) -> RunConfig:
 
 
 _MAML_RL = "Finn et al. 2017, Sec. 5.3 and App. A.2, and cbfinn/maml_rl"
-_RL_FAMILIES = {
+_RLDataset = Literal["navigation", "cheetah-vel", "cheetah-dir"]
+_RL_FAMILIES: dict[_RLDataset, tuple[str, int, int]] = {
     "navigation": ("2D navigation (goal in [-0.5, 0.5]^2, horizon 100)", 20, 100),
     "cheetah-vel": ("HalfCheetah goal velocity U[0, 2] (horizon 200)", 40, 500),
     "cheetah-dir": ("HalfCheetah forward/backward (horizon 200)", 40, 500),
 }
 
 
-def _maml_rl(dataset: str) -> RunConfig:
+def _maml_rl(dataset: _RLDataset) -> RunConfig:
     """MAML-TRPO: 2x100 ReLU policy, one VPG step at 0.1 on 20 trajectories, max KL 0.01.
 
     Meta-batch 20 tasks for navigation, 40 for locomotion (App. A.2). Navigation trains 100
@@ -121,7 +123,7 @@ def _maml_rl(dataset: str) -> RunConfig:
         name=f"maml-rl-{dataset}",
         description=f"MAML-TRPO (second order), {title}",
         reference=_MAML_RL + "; validation: mean return after 1 step on 10 held-out tasks",
-        data=DataConfig(dataset=dataset),  # type: ignore[arg-type]
+        data=DataConfig(dataset=dataset),
         model=ModelConfig(backbone="mlp", hidden=100, depth=2),
         algorithm=AlgorithmConfig(inner_lr=0.1, inner_steps=1),
         train=TrainConfig(
