@@ -29,10 +29,11 @@ _OMNIGLOT_SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s":
 def _maml_omniglot(n_way: int, n_shot: int) -> RunConfig:
     """MAML on Omniglot: 5-way 1 step at 0.4 (3 at test), 20-way 5 steps at 0.1."""
     five_way = n_way == 5
+    meta_batch = 32 if five_way else 16
     # 10 small images per task: the whole meta-batch in one vmap call ran 1.15x (MAML) to 1.9x
     # (ANIL) the speed of tasks on threads; larger tasks keep the threads
     # (BENCHMARKS.md, "Task batching")
-    chunk_size = 32 if (n_way, n_shot) == (5, 1) else None
+    chunk_size = meta_batch if (n_way, n_shot) == (5, 1) else None
     return RunConfig(
         name=f"maml-omniglot-{n_way}w{n_shot}s",
         description=f"MAML (second order), Omniglot {n_way}-way {n_shot}-shot",
@@ -45,7 +46,7 @@ def _maml_omniglot(n_way: int, n_shot: int) -> RunConfig:
             eval_inner_steps=3 if five_way else 5,
             chunk_size=chunk_size,
         ),
-        train=TrainConfig(steps=60_000, meta_batch_size=32 if five_way else 16, outer_lr=1e-3),
+        train=TrainConfig(steps=60_000, meta_batch_size=meta_batch, outer_lr=1e-3),
         eval=EvalConfig(episodes=600),
     )
 

@@ -121,7 +121,11 @@ def _baseline(config: RunConfig) -> Baseline:
 
 
 def _with_patience(config: RunConfig, patience: int) -> RunConfig:
-    """``config`` with early stopping after ``patience`` validations (checked here)."""
+    """``config`` with early stopping after ``patience`` validations.
+
+    ``TrainConfig`` checks itself when replaced, so a setting that cannot stop early
+    (``--train.eval_every=0``) is refused here, before the output folder is written.
+    """
     return dataclasses.replace(config, train=dataclasses.replace(config.train, patience=patience))
 
 
