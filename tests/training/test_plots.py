@@ -133,3 +133,14 @@ def test_episode_figure_names_classes_and_reports_the_accuracy():
     )
     with pytest.raises(ConfigError, match="1 class names for 2 classes"):
         _episode_figure(episode, predictions, None, ["alpha"], None, None)
+
+
+def test_a_lone_training_point_is_drawn_with_a_marker():
+    # a run shorter than log_every logs one training row: a line alone would not show it
+    from metalearn.training.plots import _curves_figure
+
+    rows = [{"step": 6, "split": "train", "loss": 0.4, "accuracy": 0.9}]
+    lines = _curves_figure(rows, None).axes[0].get_lines()
+    assert [line.get_marker() for line in lines] == ["o"]
+    two = [*rows, {"step": 12, "split": "train", "loss": 0.3, "accuracy": 0.95}]
+    assert [line.get_marker() for line in _curves_figure(two, None).axes[0].get_lines()] == ["None"]

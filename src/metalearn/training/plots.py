@@ -97,8 +97,9 @@ def _curves_figure(rows: list[dict[str, Any]], title: str | None) -> Figure:
             points = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
             if points:
                 steps, values = zip(*points, strict=True)
-                val = split == "val"
-                ax.plot(steps, values, "o--" if val else "-", color=colour, label=label)
+                # a lone training point (a run shorter than log_every) needs a marker to show
+                style = "o--" if split == "val" else "-" if len(points) > 1 else "o"
+                ax.plot(steps, values, style, color=colour, label=label)
         ax.set_xlabel("outer step")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
