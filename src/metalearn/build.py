@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # metalearn.rl is imported for meta-RL runs only (gymnasium)
 __all__ = [
     "image_channels",
     "Subset",
-    "GRADIENT_ALGORITHMS",
     "METRIC_ALGORITHMS",
     "TRANSFER_ALGORITHMS",
     "RL_ENV_IDS",
@@ -52,7 +51,6 @@ __all__ = [
 Subset = Literal["train", "val", "test"]
 
 # the built-in algorithms of each kind (metalearn.registry has every registered one)
-GRADIENT_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "gradient")
 METRIC_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "metric")
 TRANSFER_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.kind == "transfer")
 """Plain classifiers on every training class, with a new head fitted per episode (Chen et al.)."""

@@ -117,7 +117,7 @@ def test_each_browser_session_has_its_own_examples(served):
 
 
 def test_export_then_import_restores_the_examples_and_the_predictions(served, tmp_path):
-    from metalearn.cli.adapt import load_personal
+    from metalearn.personal_model import load_personal
 
     app = create_app(served)
     with TestClient(app) as alice, TestClient(app) as bob:

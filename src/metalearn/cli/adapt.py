@@ -13,27 +13,17 @@ from typing import Any
 
 import torch
 
-from metalearn.algorithms import Learner
-from metalearn.applications import (
-    Personalized,
-    Rejection,
-    calibrate_on_classes,
-    load_support_folder,
-    personalize,
-)
-from metalearn.build import build_dataset, build_learner, image_channels
+from metalearn.applications import Rejection, calibrate_on_classes, load_support_folder, personalize
+from metalearn.build import build_dataset, image_channels
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
-from metalearn.config import RunConfig, from_dict, to_dict
+from metalearn.config import RunConfig
 from metalearn.data.folders import list_images, read_images
 from metalearn.data.transforms import to_float
-from metalearn.errors import CheckpointError, ConfigError, DatasetError, MetalearnError
-from metalearn.registry import get_algorithm
-from metalearn.training.checkpoint import first_line
+from metalearn.errors import ConfigError, DatasetError
+from metalearn.personal_model import load_personal, payload_of, support_n_way
 from metalearn.utils.io import atomic_save
 
-__all__ = ["add_parser", "load_personal", "personal_payload", "run_adapt", "run_predict"]
-
-FORMAT = "metalearn-personal-1"
+__all__ = ["add_parser", "run_adapt", "run_predict"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -87,65 +77,16 @@ def run_adapt(args: argparse.Namespace) -> int:
     support_x, support_y, names = load_support_folder(
         args.support, config.data.image_size, channels=channels, invert=invert
     )
-    n_way = config.data.n_way if get_algorithm(config.algorithm.name).kind == "gradient" else None
-    personal = personalize(learner, support_x, support_y, names, n_way=n_way)
+    personal = personalize(learner, support_x, support_y, names, n_way=support_n_way(config))
     if args.reject is not None:
         personal.rejection = _calibrate(config, learner, support_y, args)
-    atomic_save(personal_payload(config, personal, invert=invert, channels=channels), args.out)
+    atomic_save(payload_of(config, personal, invert=invert, channels=channels), args.out)
     n_examples = len(support_y)
     print(
         f"adapted {config.name} to {len(names)} classes ({', '.join(names)}), "
         f"{n_examples} examples; wrote {args.out}"
     )
     return 0
-
-
-def personal_payload(
-    config: RunConfig, personal: Personalized, *, invert: bool, channels: int
-) -> dict[str, Any]:
-    """Return the content of a personal model file (:func:`load_personal` reads it back)."""
-    return {
-        "format": FORMAT,
-        "config": to_dict(config),
-        "learner": personal.learner.state_dict(),
-        "support_x": personal.support_x,
-        "support_y": personal.support_y,
-        "class_names": personal.class_names,
-        "invert": invert,
-        "channels": channels,
-        "rejection": None if personal.rejection is None else personal.rejection.to_dict(),
-    }
-
-
-def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:
-    """Load a personal model file and re-adapt its learner to the stored support set."""
-    not_personal = f"{path} is not a personal model written by `metalearn adapt`"
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"no personal model at {path}: run `metalearn adapt` first") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read personal model {path}: {e.strerror or e}") from e
-    except Exception as e:  # torch.load raises almost anything on bytes it did not write
-        raise CheckpointError(f"{not_personal} ({type(e).__name__})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(not_personal)
-    try:
-        config: RunConfig = from_dict(payload["config"])
-        learner = build_learner(config)
-        if not isinstance(learner, Learner):  # a meta-RL policy adapts on rollouts, not images
-            raise CheckpointError(f"{not_personal}: it holds a meta-RL policy")
-        learner.load_state_dict(payload["learner"])
-    except MetalearnError:
-        raise  # e.g. a device this machine lacks: its own message says what to do
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{not_personal}: it is damaged ({first_line(e)})") from e
-    personal = personalize(
-        learner, payload["support_x"], payload["support_y"], payload["class_names"]
-    )
-    if payload.get("rejection") is not None:
-        personal.rejection = Rejection.from_dict(payload["rejection"])
-    return personal, {**payload, "config": config}
 
 
 def _check_reject(args: argparse.Namespace) -> None:

@@ -24,7 +24,6 @@ from metalearn.applications.transfer import (
     validation_metrics,
 )
 from metalearn.build import build_learner, image_channels
-from metalearn.cli.adapt import FORMAT
 from metalearn.cli.common import (
     add_invert_argument,
     load_run,
@@ -34,6 +33,7 @@ from metalearn.cli.common import (
 )
 from metalearn.config import AlgorithmConfig, RunConfig, read_config, to_dict, write_config
 from metalearn.errors import CheckpointError, ConfigError
+from metalearn.personal_model import personal_payload
 from metalearn.training import BEST_FILE, CHECKPOINT_FILE, TrainConfig, load_checkpoint
 from metalearn.utils.io import atomic_save, atomic_write_text
 
@@ -187,17 +187,15 @@ def _finish(
     learner.eval()
     metrics = validation_metrics(learner, data.val_x, data.val_y)
     size = config.data.image_size
-    model = {
-        "format": FORMAT,
-        "config": to_dict(config),
-        "learner": learner.state_dict(),
-        # a fine-tuned model predicts with its trained head: no support set to re-adapt on
-        "support_x": torch.zeros(0, meta["channels"], size, size),
-        "support_y": torch.zeros(0, dtype=torch.long),
-        "class_names": meta["class_names"],
-        "invert": meta["invert"],
-        "channels": meta["channels"],
-    }
+    # a fine-tuned model predicts with its trained head: no support set to re-adapt on
+    support = (
+        torch.zeros(0, meta["channels"], size, size),
+        torch.zeros(0, dtype=torch.long),
+        meta["class_names"],
+    )
+    model = personal_payload(
+        config, learner, support, invert=meta["invert"], channels=meta["channels"]
+    )
     atomic_save(model, out / MODEL_FILE)
     print(
         f"fine-tuned {len(meta['class_names'])} classes for {last} steps; {best.name} from step "

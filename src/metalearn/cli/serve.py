@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 
 from metalearn.applications import Personalized
-from metalearn.build import GRADIENT_ALGORITHMS, image_channels
-from metalearn.cli.adapt import FORMAT, personal_payload
+from metalearn.build import image_channels
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig
 from metalearn.errors import CheckpointError, ConfigError, MetalearnError
+from metalearn.personal_model import FORMAT, payload_of, support_n_way
 
 __all__ = ["add_parser", "run_serve", "served_model"]
 
@@ -55,7 +55,7 @@ def served_model(config: RunConfig, learner: Any, *, invert: bool) -> Any:
 
     def export(personal: Personalized) -> bytes:
         buffer = io.BytesIO()
-        torch.save(personal_payload(config, personal, invert=invert, channels=channels), buffer)
+        torch.save(payload_of(config, personal, invert=invert, channels=channels), buffer)
         return buffer.getvalue()
 
     def load(data: bytes) -> tuple[Tensor, Tensor, list[str]]:
@@ -67,7 +67,7 @@ def served_model(config: RunConfig, learner: Any, *, invert: bool) -> Any:
         image_size=config.data.image_size,
         channels=channels,
         invert=invert,
-        n_way=config.data.n_way if config.algorithm.name in GRADIENT_ALGORITHMS else None,
+        n_way=support_n_way(config),
         export=export,
         load=load,
     )
