@@ -90,7 +90,7 @@ class Episode(NamedTuple):
         return Episode(sx, sy, qx, qy, self.n_way)
 
 
-BATCH_DIMS = Episode(0, 0, 0, 0, None)  # type: ignore[arg-type]
+BATCH_DIMS = Episode._make((0, 0, 0, 0, None))  # an Episode of dims, not of tensors
 """``in_dims`` for ``vmap`` over a stacked meta-batch of episodes."""
 
 

@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 import metalearn.rl  # noqa: F401 (registers the environments)
 from metalearn.errors import TaskSpecError
 from metalearn.rl.navigation import Navigation2DEnv, Navigation2DVectorEnv
+from metalearn.rl.tasks import TaskDistribution
 
 ENV_ID = "metalearn/Navigation2D-v0"
 
@@ -78,6 +79,18 @@ def test_sampled_goals_are_uniform_in_the_half_square_and_reproducible():
 def test_malformed_goal_raises_task_spec_error(task):
     with pytest.raises(TaskSpecError, match="goal"):
         Navigation2DEnv().set_task(task)
+
+
+@pytest.mark.parametrize("task", [{}, {"goal": (1.0,)}, {"goal": (np.nan, 0.0)}])
+def test_vector_env_refuses_a_malformed_goal_of_any_agent(task):
+    envs = Navigation2DVectorEnv(num_envs=2)
+    with pytest.raises(TaskSpecError, match="goal"):
+        envs.set_attr("task", [{"goal": (0.1, 0.2)}, task])
+
+
+def test_an_environment_without_tasks_is_not_a_task_family():
+    with pytest.raises(TaskSpecError, match="CartPole-v1 is not a task family"):
+        TaskDistribution("CartPole-v1")
 
 
 def test_task_property_and_reset_options_set_the_goal():

@@ -85,13 +85,7 @@ class Navigation2DEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         Raises:
             TaskSpecError: if the task has no ``"goal"`` of two finite numbers.
         """
-        goal = np.asarray(task.get("goal", ()), dtype=np.float64)
-        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
-            raise TaskSpecError(
-                f"navigation task {task!r} needs 'goal': two finite numbers, "
-                "e.g. {'goal': (0.1, -0.3)}"
-            )
-        self._goal = goal
+        self._goal = _goal_of(task)
 
     @property
     def task(self) -> Task | None:
@@ -177,8 +171,7 @@ class Navigation2DVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         if len(tasks) != self.num_envs:
             raise TaskSpecError(f"got {len(tasks)} tasks for {self.num_envs} agents")
         for i, task in enumerate(tasks):
-            self._single.set_task(task)  # validates the task
-            self._goals[i] = self._single.task["goal"]  # type: ignore[index]
+            self._goals[i] = _goal_of(task)
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -213,3 +206,14 @@ class Navigation2DVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         truncated = (self._steps >= self.max_episode_steps) & ~restart
         self._autoreset = terminated | truncated
         return self._positions.astype(np.float32), reward, terminated, truncated, {}
+
+
+def _goal_of(task: Task) -> np.ndarray:
+    """Return the task's goal as two float64s, or raise a one-line error naming the task."""
+    goal = np.asarray(task.get("goal", ()), dtype=np.float64)
+    if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+        raise TaskSpecError(
+            f"navigation task {task!r} needs 'goal': two finite numbers, "
+            "e.g. {'goal': (0.1, -0.3)}"
+        )
+    return goal

@@ -7,14 +7,30 @@ and JSON as it is. gymnasium is imported inside methods only.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Task", "TaskDistribution"]
+from metalearn.errors import TaskSpecError
+
+__all__ = ["Task", "TaskDistribution", "TaskFamilyEnv"]
 
 Task: TypeAlias = dict[str, Any]
 """One task of a family, as accepted by the environment's ``set_task``."""
+
+
+@runtime_checkable
+class TaskFamilyEnv(Protocol):
+    """What an environment of a task family has besides gymnasium's API."""
+
+    def sample_tasks(self, n_tasks: int, rng: np.random.Generator) -> list[Task]:
+        """Return ``n_tasks`` tasks drawn with ``rng``."""
+
+    def set_task(self, task: Task) -> None:
+        """Make the following episodes those of ``task``."""
+
+    def close(self) -> None:
+        """Release the environment's resources."""
 
 
 class TaskDistribution:
@@ -42,7 +58,14 @@ class TaskDistribution:
 
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
-        self._env = gymnasium.make(env_id, **self.env_kwargs).unwrapped
+        env = gymnasium.make(env_id, **self.env_kwargs).unwrapped
+        if not isinstance(env, TaskFamilyEnv):
+            env.close()
+            raise TaskSpecError(
+                f"{env_id} is not a task family: its environment has no "
+                "sample_tasks(n_tasks, rng) and set_task(task) (see metalearn.rl's environments)"
+            )
+        self._env = env
         self._rng = np.random.default_rng(seed)
 
     def sample(self) -> Task:
@@ -51,8 +74,7 @@ class TaskDistribution:
 
     def sample_batch(self, n_tasks: int) -> list[Task]:
         """Return ``n_tasks`` tasks drawn independently."""
-        tasks: list[Task] = self._env.sample_tasks(n_tasks, self._rng)  # type: ignore[attr-defined]
-        return tasks
+        return self._env.sample_tasks(n_tasks, self._rng)
 
     def state_dict(self) -> dict[str, Any]:
         """Return the generator state, for an exact resume."""
