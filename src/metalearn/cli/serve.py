@@ -1,8 +1,9 @@
 """``metalearn serve``: a local web page where a person teaches a trained run their own classes.
 
-The web app lives in :mod:`metalearn.applications.serve`; this module loads the run, says how
-its personal model files are written and read (the format of ``metalearn adapt``), and starts
-uvicorn. Starlette and uvicorn come with the ``serve`` extra.
+The web app lives in :mod:`metalearn.applications.serve`; this module loads the run, writes
+its personal model files (:mod:`metalearn.personal_model`, the format of ``metalearn adapt``),
+checks those handed back to it, and starts uvicorn. Starlette and uvicorn come with the
+``serve`` extra.
 """
 
 from __future__ import annotations
