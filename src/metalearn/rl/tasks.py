@@ -62,8 +62,8 @@ class TaskDistribution:
         if not isinstance(env, TaskFamilyEnv):
             env.close()
             raise TaskSpecError(
-                f"{env_id} is not a task family: its environment has no "
-                "sample_tasks(n_tasks, rng) and set_task(task) (see metalearn.rl's environments)"
+                f"{env_id} is not a task family: its environment lacks sample_tasks(n_tasks, "
+                "rng) or set_task(task) (see metalearn.rl's environments)"
             )
         self._env = env
         self._rng = np.random.default_rng(seed)
