@@ -7,11 +7,13 @@ support set (:class:`~metalearn.applications.Personalized`), which ``metalearn p
 queries. A fine-tuned model stores an empty support set: it predicts with its trained head.
 
     personal, meta = load_personal("personal.pt")
+    images = read_query_images(meta, ["new/a.png", "new/b.png"])
     personal.predict(images)  # [(class name, probability), ...]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,20 @@ from metalearn.algorithms import Learner
 from metalearn.applications import Personalized, Rejection, personalize
 from metalearn.build import build_learner
 from metalearn.config import RunConfig, from_dict, to_dict
+from metalearn.data.folders import read_images
+from metalearn.data.transforms import to_float
 from metalearn.errors import CheckpointError, MetalearnError
 from metalearn.registry import get_algorithm
 from metalearn.training.checkpoint import first_line
 
-__all__ = ["FORMAT", "load_personal", "payload_of", "personal_payload", "support_n_way"]
+__all__ = [
+    "FORMAT",
+    "load_personal",
+    "payload_of",
+    "personal_payload",
+    "read_query_images",
+    "support_n_way",
+]
 
 FORMAT = "metalearn-personal-1"
 
@@ -125,3 +136,25 @@ def load_personal(path: str | Path) -> tuple[Personalized, dict[str, Any]]:
     if payload.get("rejection") is not None:
         personal.rejection = Rejection.from_dict(payload["rejection"])
     return personal, {**payload, "config": config}
+
+
+def read_query_images(
+    meta: dict[str, Any], paths: Sequence[str | Path], *, invert: bool | None = None
+) -> Tensor:
+    """Read image files as the personal model's support set was read, for ``predict``.
+
+    Args:
+        meta: the file's content, as :func:`load_personal` returns it.
+        paths: image files.
+        invert: map dark strokes on a light page to 1 on 0; ``None``: as for the support set.
+
+    Returns:
+        ``(len(paths), channels, size, size)`` float32 in ``[0, 1]``.
+
+    Raises:
+        CorruptImageError: naming the first file that cannot be decoded.
+    """
+    size = meta["config"].data.image_size
+    invert = meta["invert"] if invert is None else invert
+    files = [Path(path) for path in paths]
+    return to_float(torch.from_numpy(read_images(files, (size, size), meta["channels"], invert)))

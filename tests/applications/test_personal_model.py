@@ -8,7 +8,7 @@ import torch
 from metalearn.applications import Rejection, personalize
 from metalearn.build import build_learner
 from metalearn.errors import CheckpointError, EpisodeSpecError
-from metalearn.personal_model import load_personal, payload_of, support_n_way
+from metalearn.personal_model import load_personal, payload_of, read_query_images, support_n_way
 from metalearn.presets import get_preset
 
 
@@ -57,3 +57,25 @@ def test_a_file_of_another_kind_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="is not a personal model") as error:
         load_personal(tmp_path / "other.pt")
     assert "\n" not in str(error.value)
+
+
+def test_query_images_are_read_as_the_support_set_was(tmp_path):
+    from PIL import Image
+
+    config = get_preset("protonet-omniglot-5w1s")
+    x, y, names = _support(5)
+    personal = personalize(build_learner(config), x, y, names)
+    torch.save(payload_of(config, personal, invert=True, channels=1), tmp_path / "me.pt")
+    _, meta = load_personal(tmp_path / "me.pt")
+    pixels = torch.randint(0, 256, (2, 28, 28), generator=torch.Generator().manual_seed(2))
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image.to(torch.uint8).numpy(), mode="L").save(paths[-1])
+
+    inverted = read_query_images(meta, [str(p) for p in paths])  # the support set's inversion
+    plain = read_query_images(meta, paths, invert=False)
+
+    assert inverted.shape == (2, 1, 28, 28)
+    torch.testing.assert_close(plain[:, 0], pixels.float() / 255)
+    torch.testing.assert_close(inverted, 1 - plain)

@@ -17,10 +17,14 @@ from metalearn.applications import Rejection, calibrate_on_classes, load_support
 from metalearn.build import build_dataset, image_channels
 from metalearn.cli.common import add_invert_argument, load_run, resolve_invert
 from metalearn.config import RunConfig
-from metalearn.data.folders import list_images, read_images
-from metalearn.data.transforms import to_float
+from metalearn.data.folders import list_images
 from metalearn.errors import ConfigError, DatasetError
-from metalearn.personal_model import load_personal, payload_of, support_n_way
+from metalearn.personal_model import (
+    load_personal,
+    payload_of,
+    read_query_images,
+    support_n_way,
+)
 from metalearn.utils.io import atomic_save
 
 __all__ = ["add_parser", "run_adapt", "run_predict"]
@@ -133,10 +137,8 @@ def _image_paths(items: list[str]) -> list[Path]:
 def run_predict(args: argparse.Namespace) -> int:
     """Print the predicted class and its probability for every image (a table, or JSON)."""
     personal, meta = load_personal(args.model)
-    size = meta["config"].data.image_size
     paths = _image_paths(args.images)
-    invert = meta["invert"] if args.invert is None else args.invert
-    x = to_float(torch.from_numpy(read_images(paths, (size, size), meta["channels"], invert)))
+    x = read_query_images(meta, paths, invert=args.invert)
     predictions = personal.predict(x)
     if args.json:
         probabilities = personal.predict_proba(x).tolist()

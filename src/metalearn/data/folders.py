@@ -59,12 +59,13 @@ def list_class_folders(root: Path, *, what: str = "class") -> list[Path]:
     return folders
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: str | Path) -> list[Path]:
     """Return the image files of ``folder`` (sorted; other and hidden files are skipped).
 
     Raises:
         DatasetError: if the folder cannot be listed or holds no image file.
     """
+    folder = Path(folder)
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
