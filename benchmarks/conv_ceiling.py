@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from maml_throughput import IMAGE, N_SHOT, N_WAY, Workload, cpu_model, nominal_flops
+from maml_throughput import (
+    IMAGE,
+    N_SHOT,
+    N_WAY,
+    Workload,
+    cpu_model,
+    matmul_gflops,
+    nominal_flops,
+)
 
 CHANNELS = 64
 
@@ -95,12 +103,6 @@ def ceiling(w: Workload, repeats: int) -> tuple[float, list[tuple[int, int, floa
     return 1.0 / seconds, rates
 
 
-def matmul_peak(repeats: int) -> float:
-    """GFLOP/s of a 4096 x 4096 float32 matmul: the machine's practical float32 peak."""
-    a, b = torch.rand(4096, 4096), torch.rand(4096, 4096)
-    return 2 * 4096**3 / best_seconds(lambda: a @ b, repeats) / 1e9
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"torch {torch.__version__}, {cpu_model()}, {os.cpu_count()} CPUs, {args.threads} "
         f"threads, best of {args.repeats}, {time.strftime('%Y-%m-%d %H:%M')}; "
-        f"float32 matmul 4096^3: {matmul_peak(args.repeats):.0f} GFLOP/s\n"
+        f"float32 matmul 4096^3: {matmul_gflops(repeats=args.repeats):.0f} GFLOP/s\n"
     )
     print("| queries/class | layer | in channels | size | forward GFLOP/s | backward GFLOP/s |")
     print("|---|---|---|---|---|---|")

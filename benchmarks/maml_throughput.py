@@ -239,7 +239,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="threads of a --child run")
     parser.add_argument(
-        "--peak-gflops", type=float, default=278.0, help="float32 matmul peak of the machine"
+        "--peak-gflops",
+        type=float,
+        default=None,
+        help="float32 matmul peak of the machine, for the %% column (default: measured at "
+        "start, a 4096^3 matmul on --threads threads)",
     )
     parser.add_argument(
         "--plugin", action="append", default=[], help="file defining IMPLEMENTATIONS (peers)"
@@ -256,11 +260,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(args.child[0], w, args.iterations, args.threads)))
         return
     settings = ", ".join(map(str, args.settings))
+    if args.peak_gflops is None:
+        torch.set_num_threads(args.threads)
+        args.peak_gflops = matmul_gflops()
     print(
         f"torch {torch.__version__}, {platform.machine()}, {cpu_model()}, {os.cpu_count()} CPUs, "
         f"settings (OMP_WAIT_POLICY:threads) {settings}, "
         f"median of {args.repeats} runs x {args.iterations} iterations, "
-        f"1-min load average before {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M')}\n"
+        f"1-min load average before {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"% of peak: of {args.peak_gflops:.0f} GFLOP/s (float32 matmul)\n"
     )
     print(
         "| implementation | queries/class | inner steps | order | setting | s/iteration "
@@ -318,6 +326,18 @@ def print_best_vs_best(
             f"| {impl} | {w.n_query} | {w.inner_steps} | {order} | {setting} "
             f"| {tasks_per_s:.1f} | {peak:.2f} | {ratio:.2f}x |"
         )
+
+
+def matmul_gflops(size: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of ``repeats`` float32 ``size``^3 matmuls (after one warm-up)."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def cpu_model() -> str:
