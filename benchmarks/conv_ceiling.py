@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,24 +30,13 @@ from maml_throughput import (
     N_SHOT,
     N_WAY,
     Workload,
+    best_seconds,
     cpu_model,
     matmul_gflops,
     nominal_flops,
 )
 
 CHANNELS = 64
-
-
-def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls of ``fn``, after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def layer_rates(images: int, repeats: int) -> list[tuple[int, int, float, float]]:

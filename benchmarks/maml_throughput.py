@@ -328,16 +328,22 @@ def print_best_vs_best(
         )
 
 
-def matmul_gflops(size: int = 4096, repeats: int = 5) -> float:
-    """GFLOP/s of the fastest of ``repeats`` float32 ``size``^3 matmuls (after one warm-up)."""
-    a, b = torch.rand(size, size), torch.rand(size, size)
-    a @ b
-    best = float("inf")
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, after two warm-up calls."""
+    fn()
+    fn()
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gflops(size: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of ``repeats`` float32 ``size``^3 matmuls."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    return 2 * size**3 / best_seconds(lambda: a @ b, repeats) / 1e9
 
 
 def cpu_model() -> str:
